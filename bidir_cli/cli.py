@@ -1,0 +1,161 @@
+"""The ``bidir`` command line: each command parses, calls one function, renders.
+
+Heavy ML imports happen inside the commands, so ``bidir --help`` is instant. Results go to standard
+output; progress, diagnostics and errors to standard error. Exit status: 0 success, 1 a failure
+while running, 2 a bad invocation, config or input (one message naming the field, file or row).
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+app = typer.Typer(
+    name="bidir",
+    help="Train, evaluate and compare sentence-embedding models: the GTE bidirectional loss against in-batch negatives.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def run_command(fn: Callable[[], Any]) -> Any:
+    """Run a command body, turning errors into one line on standard error and the exit status."""
+    from .errors import InputError
+
+    try:
+        return fn()
+    except InputError as e:
+        if _state["debug"]:
+            traceback.print_exc()
+        print(f"bidir: error: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        print("bidir: interrupted", file=sys.stderr)
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, status 1
+        if _state["debug"]:
+            traceback.print_exc()
+        print(f"bidir: failed: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML config file.")],
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override a config value: key.path=value (repeatable).")
+    ] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Run directory (default: runs/<name>).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an existing run from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate, print the resolved config and dataset sizes; train nothing.")
+    ] = False,
+) -> None:
+    """Train a model from a YAML config into a run directory."""
+
+    def body() -> None:
+        from .train import train_command
+
+        train_command(
+            config, overrides=set_ or [], output_dir=output_dir, resume=resume, overwrite=overwrite, dry_run=dry_run
+        )
+
+    run_command(body)
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[str, typer.Argument(help="Hub id, model folder, or run directory (then evaluates run/model).")],
+    suite: Annotated[
+        str, typer.Option("--suite", help="'nanobeir', a NanoBEIR folder, a BEIR folder, or a suite YAML file.")
+    ] = "nanobeir",
+    datasets: Annotated[Optional[str], typer.Option("--datasets", help="Comma-separated subset of the suite.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Encoding batch size.")] = 64,
+    truncate_dim: Annotated[
+        Optional[int], typer.Option("--truncate-dim", min=1, help="Truncate embeddings (Matryoshka models).")
+    ] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", help="Results JSON file to write.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="'bidir', or 'mteb' to cross-check with mteb.")] = "bidir",
+    precision: Annotated[
+        str, typer.Option("--precision", help="Encoding precision on a GPU: fp32, fp16 or bf16.")
+    ] = "fp32",
+    cache_dir: Annotated[
+        Optional[Path], typer.Option("--cache-dir", help="Corpus-embedding cache (default: ~/.cache/bidir/embeddings).")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
+) -> None:
+    """Evaluate a model on NanoBEIR or any BEIR-format suite (nDCG@10 and more, per query)."""
+
+    def body() -> None:
+        from .evaluate import eval_command
+
+        eval_command(
+            model,
+            suite=suite,
+            datasets=datasets,
+            batch_size=batch_size,
+            truncate_dim=truncate_dim,
+            output=output,
+            backend=backend,
+            precision=precision,
+            cache_dir=cache_dir,
+            use_cache=not no_cache,
+        )
+
+    run_command(body)
+
+
+@app.command()
+def compare(
+    inputs: Annotated[Optional[list[str]], typer.Argument(help="Run directories or results JSON files.")] = None,
+    group: Annotated[
+        Optional[list[str]], typer.Option("--group", help="A named group of runs (seeds): NAME=GLOB (repeatable).")
+    ] = None,
+    baseline: Annotated[Optional[str], typer.Option("--baseline", help="Column to compare against (default: first).")] = None,
+    metric: Annotated[str, typer.Option("--metric", help="Metric to compare.")] = "ndcg@10",
+    format_: Annotated[str, typer.Option("--format", help="table, markdown, csv or json.")] = "table",
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Save a grouped bar chart (PNG).")] = None,
+    suite: Annotated[Optional[str], typer.Option("--suite", help="Which eval/<suite>.json of a run to read.")] = None,
+    permutations: Annotated[int, typer.Option("--permutations", min=100, help="Randomization-test permutations.")] = 10000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the randomization test and bootstrap.")] = 0,
+) -> None:
+    """Compare runs: a table per dataset with paired significance tests against the baseline."""
+
+    def body() -> None:
+        from .compare import compare_command
+
+        compare_command(
+            inputs or [],
+            groups=group or [],
+            baseline=baseline,
+            metric=metric,
+            fmt=format_,
+            plot=plot,
+            suite=suite,
+            permutations=permutations,
+            seed=seed,
+        )
+
+    run_command(body)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,21 @@
+"""The one exception type that means "the user gave us something wrong".
+
+Anything raised as :class:`InputError` is printed by the CLI as one line on standard error and
+exits with status 2 (no traceback unless ``--debug``). Every other exception is a failure while
+running (status 1).
+"""
+
+from __future__ import annotations
+
+
+class InputError(Exception):
+    """Bad invocation, config, data or results file. The message names the field, file or row."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        self.problems = problems or [message]
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        if len(self.problems) <= 1:
+            return super().__str__()
+        return super().__str__() + "\n" + "\n".join(f"  {p}" for p in self.problems)
