@@ -11,7 +11,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -60,10 +60,14 @@ def run_command(fn: Callable[[], Any]) -> Any:
 def train(
     config: Annotated[Path, typer.Argument(help="YAML config file.")],
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a config value: key.path=value (repeatable).")
+        list[str] | None, typer.Option("--set", help="Override a config value: key.path=value (repeatable).")
     ] = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Run directory (default: runs/<name>).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an existing run from its last checkpoint.")] = False,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", help="Run directory (default: runs/<name>).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an existing run from its last checkpoint.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate, print the resolved config and dataset sizes; train nothing.")
@@ -87,18 +91,18 @@ def eval_(
     suite: Annotated[
         str, typer.Option("--suite", help="'nanobeir', a NanoBEIR folder, a BEIR folder, or a suite YAML file.")
     ] = "nanobeir",
-    datasets: Annotated[Optional[str], typer.Option("--datasets", help="Comma-separated subset of the suite.")] = None,
+    datasets: Annotated[str | None, typer.Option("--datasets", help="Comma-separated subset of the suite.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Encoding batch size.")] = 64,
     truncate_dim: Annotated[
-        Optional[int], typer.Option("--truncate-dim", min=1, help="Truncate embeddings (Matryoshka models).")
+        int | None, typer.Option("--truncate-dim", min=1, help="Truncate embeddings (Matryoshka models).")
     ] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", help="Results JSON file to write.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="Results JSON file to write.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="'bidir', or 'mteb' to cross-check with mteb.")] = "bidir",
     precision: Annotated[
         str, typer.Option("--precision", help="Encoding precision on a GPU: fp32, fp16 or bf16.")
     ] = "fp32",
     cache_dir: Annotated[
-        Optional[Path], typer.Option("--cache-dir", help="Corpus-embedding cache (default: ~/.cache/bidir/embeddings).")
+        Path | None, typer.Option("--cache-dir", help="Corpus-embedding cache (default: ~/.cache/bidir/embeddings).")
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
 ) -> None:
@@ -125,16 +129,20 @@ def eval_(
 
 @app.command()
 def compare(
-    inputs: Annotated[Optional[list[str]], typer.Argument(help="Run directories or results JSON files.")] = None,
+    inputs: Annotated[list[str] | None, typer.Argument(help="Run directories or results JSON files.")] = None,
     group: Annotated[
-        Optional[list[str]], typer.Option("--group", help="A named group of runs (seeds): NAME=GLOB (repeatable).")
+        list[str] | None, typer.Option("--group", help="A named group of runs (seeds): NAME=GLOB (repeatable).")
     ] = None,
-    baseline: Annotated[Optional[str], typer.Option("--baseline", help="Column to compare against (default: first).")] = None,
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="Column to compare against (default: first).")
+    ] = None,
     metric: Annotated[str, typer.Option("--metric", help="Metric to compare.")] = "ndcg@10",
     format_: Annotated[str, typer.Option("--format", help="table, markdown, csv or json.")] = "table",
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Save a grouped bar chart (PNG).")] = None,
-    suite: Annotated[Optional[str], typer.Option("--suite", help="Which eval/<suite>.json of a run to read.")] = None,
-    permutations: Annotated[int, typer.Option("--permutations", min=100, help="Randomization-test permutations.")] = 10000,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Save a grouped bar chart (PNG).")] = None,
+    suite: Annotated[str | None, typer.Option("--suite", help="Which eval/<suite>.json of a run to read.")] = None,
+    permutations: Annotated[
+        int, typer.Option("--permutations", min=100, help="Randomization-test permutations.")
+    ] = 10000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the randomization test and bootstrap.")] = 0,
 ) -> None:
     """Compare runs: a table per dataset with paired significance tests against the baseline."""

@@ -147,7 +147,7 @@ class EvalResult:
         except json.JSONDecodeError as e:
             raise InputError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise InputError(f"{path}: not a bidir results file (expected \"format\": \"{FORMAT}\")")
+            raise InputError(f'{path}: not a bidir results file (expected "format": "{FORMAT}")')
         try:
             return cls.from_dict(data)
         except (KeyError, TypeError, ValueError, AttributeError) as e:

@@ -1,0 +1,281 @@
+"""MultipleNegativesBidirectionalRankingLoss: the GTE "improved contrastive loss" (Li et al. 2023)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+import torch
+from sentence_transformers.base.losses.merged_forward import embed_columns
+from sentence_transformers.util import all_gather_with_grad, cos_sim, get_rank, similarity_fct_name
+from torch import Tensor, nn
+
+DocDocMask = Literal["same_query", "self"]
+DOC_DOC_MASKS: tuple[str, ...] = ("same_query", "self")
+
+# The four similarity blocks of the joint partition, in the order they are concatenated.
+BLOCKS: tuple[str, ...] = ("q->d", "q->q", "d->q", "d->d")
+# Names of the partition diagnostics: each block's share of the softmax mass, then the positive's mass.
+PARTITION_STATS: tuple[str, ...] = (*BLOCKS, "positive")
+
+CITATION = """
+@misc{li2023generaltextembeddingsmultistage,
+      title={Towards General Text Embeddings with Multi-stage Contrastive Learning},
+      author={Zehan Li and Xin Zhang and Yanzhao Zhang and Dingkun Long and Pengjun Xie and Meishan Zhang},
+      year={2023},
+      eprint={2308.03281},
+      archivePrefix={arXiv},
+      primaryClass={cs.CL},
+      url={https://arxiv.org/abs/2308.03281},
+}
+"""
+
+
+class PartitionTracker:
+    """Running mean of the partition diagnostics (:data:`PARTITION_STATS`) since the last :meth:`pop`.
+
+    Sums stay on the device as tensors so that recording a step costs no host synchronisation;
+    only :meth:`pop`, called at logging steps, converts them to floats.
+    """
+
+    def __init__(self) -> None:
+        self._sum: Tensor | None = None
+        self._count = 0
+
+    def add(self, stats: Tensor) -> None:
+        stats = stats.detach().double()
+        self._sum = stats if self._sum is None else self._sum + stats
+        self._count += 1
+
+    def pop(self) -> dict[str, float] | None:
+        """The mean of each diagnostic over the steps recorded since the last call, or None if none were."""
+        if self._sum is None:
+            return None
+        means = (self._sum / self._count).tolist()
+        self._sum, self._count = None, 0
+        return dict(zip(PARTITION_STATS, means))
+
+
+def resolve_scale(scale: float | None, temperature: float | None, default: float = 20.0) -> float:
+    """``scale`` and ``temperature`` are two names for one knob (scale = 1 / temperature)."""
+    if scale is not None and temperature is not None and abs(scale * temperature - 1.0) > 1e-9:
+        raise ValueError(f"Give either scale ({scale}) or temperature ({temperature}), not two different values.")
+    if temperature is not None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        return 1.0 / temperature
+    scale = default if scale is None else scale
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    return float(scale)
+
+
+def gather(queries: Tensor, docs: list[Tensor], gather_across_devices: bool) -> tuple[Tensor, list[Tensor], int]:
+    """All-gather queries and document columns (with gradients) when asked.
+
+    Returns the world's queries, the world's document columns, and the offset of this rank's rows.
+    Without an initialised process group, gathering is a no-op and the offset is 0.
+    """
+    if not gather_across_devices:
+        return queries, docs, 0
+    offset = get_rank() * queries.size(0)
+    return all_gather_with_grad(queries), [all_gather_with_grad(d) for d in docs], offset
+
+
+def _upcast(x: Tensor) -> Tensor:
+    # Under fp16/bf16 autocast the logits and their logsumexp lose too much precision: compute in fp32.
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _exclude(logits: Tensor, rows: Tensor, columns: Tensor) -> Tensor:
+    """Set logits[rows[k], columns[k]] to -inf (out of the partition), out of place."""
+    return logits.index_put((rows, columns), logits.new_tensor(-torch.inf))
+
+
+def bidirectional_loss(
+    queries: Tensor,
+    docs: list[Tensor],
+    *,
+    local_batch_size: int,
+    offset: int,
+    scale: float,
+    similarity_fct: Callable[[Tensor, Tensor], Tensor] = cos_sim,
+    doc_doc_mask: DocDocMask = "same_query",
+) -> tuple[Tensor, Tensor]:
+    """The joint-partition loss for this rank's rows, computed directly (the reference path).
+
+    Args:
+        queries: (W, D) the world's queries.
+        docs: K tensors of (W, D): the world's positives, then each hard-negative column.
+        local_batch_size: B, the number of rows this rank owns.
+        offset: this rank's first row, ``rank * B``.
+        scale: inverse temperature.
+        similarity_fct: similarity between two batches of embeddings, (m, D) x (n, D) -> (m, n).
+        doc_doc_mask: which documents are left out of row i's d->d block (see the class docstring).
+
+    Returns:
+        The mean loss over local rows, and the detached partition diagnostics (:data:`PARTITION_STATS`),
+        each averaged over local rows.
+    """
+    with torch.autocast(device_type=queries.device.type, enabled=False):
+        queries = _upcast(queries)
+        docs = [_upcast(d) for d in docs]
+        world, num_columns = queries.size(0), len(docs)
+        rows = torch.arange(local_batch_size, device=queries.device)
+        own = rows + offset  # each local row's index among the world's queries
+        docs_all = torch.cat(docs)  # (W*K, D): positives first, then each negative column
+        local_queries, local_positives = queries[own], docs[0][own]
+
+        # q->d: every document, the positive included (it is the numerator).
+        q_d = similarity_fct(local_queries, docs_all) * scale
+        # q->q: every other query.
+        q_q = _exclude(similarity_fct(local_queries, queries) * scale, rows, own)
+        # d->q: s(q_j, d+_i) for every query j; j = i stays, as in the paper.
+        d_q = similarity_fct(queries, local_positives).T * scale
+        # d->d: s(d_j, d+_i) for every document but d+_i itself, or but every document of query i.
+        d_d = similarity_fct(docs_all, local_positives).T * scale
+        if doc_doc_mask == "same_query":
+            same_query = torch.zeros(local_batch_size, world, dtype=torch.bool, device=queries.device)
+            same_query[rows, own] = True
+            d_d = d_d.masked_fill(same_query.repeat(1, num_columns), -torch.inf)
+        elif doc_doc_mask == "self":
+            d_d = _exclude(d_d, rows, own)
+        else:
+            raise ValueError(f"doc_doc_mask must be one of {DOC_DOC_MASKS}, got {doc_doc_mask!r}")
+
+        blocks = (q_d, q_q, d_q, d_d)
+        logits = torch.cat(blocks, dim=1)
+        log_z = torch.logsumexp(logits, dim=1)
+        positive = q_d[rows, own]
+        loss = (log_z - positive).mean()
+
+        with torch.no_grad():
+            shares = [torch.exp(torch.logsumexp(b, dim=1) - log_z) for b in blocks]
+            stats = torch.stack([*shares, torch.exp(positive - log_z)], dim=1).mean(dim=0)
+    return loss, stats
+
+
+class MultipleNegativesBidirectionalRankingLoss(nn.Module):
+    def __init__(
+        self,
+        model: nn.Module,
+        scale: float | None = None,
+        similarity_fct: Callable[[Tensor, Tensor], Tensor] = cos_sim,
+        doc_doc_mask: DocDocMask = "same_query",
+        gather_across_devices: bool = False,
+        temperature: float | None = None,
+    ) -> None:
+        """The GTE "improved contrastive loss" (Li et al. 2023, arXiv 2308.03281): in-batch negatives in
+        both directions and of both types, in one softmax partition.
+
+        For query q_i with positive d+_i, the partition Z_i sums four blocks of scaled similarities::
+
+            q->d  s(q_i, d_j)   every document (all positives and hard negatives of the batch)
+            q->q  s(q_i, q_j)   every query j != i
+            d->q  s(q_j, d+_i)  every query (j = i included, as in the paper)
+            d->d  s(d_j, d+_i)  every document except those of query i (``doc_doc_mask="same_query"``)
+                                or except d+_i alone (``doc_doc_mask="self"``)
+
+        and ``loss_i = log Z_i - scale * s(q_i, d+_i)``, averaged over the batch. Hard negatives enter
+        only as documents: they never act as queries. Compared with
+        :class:`~sentence_transformers.losses.MultipleNegativesRankingLoss` (q->d only), each query is also
+        pushed away from the other queries, and each positive from the other queries and documents.
+
+        Args:
+            model: the SentenceTransformer model being trained.
+            scale: inverse temperature applied to the similarities (default 20, i.e. temperature 0.05).
+            similarity_fct: similarity between embeddings, (m, D) x (n, D) -> (m, n): cosine
+                (``util.cos_sim``, default) or dot product (``util.dot_score``, then use a small scale).
+            doc_doc_mask: ``"same_query"`` (default) leaves all of query i's own documents, its hard negatives
+                included, out of row i's d->d block, as sentence-transformers' joint mode does;
+                ``"self"`` leaves out only d+_i itself, so that query i's hard negatives also repel its positive.
+            gather_across_devices: all-gather embeddings (with gradients) across processes, so that every
+                process sees the whole world batch as negatives. Each process owns rows
+                [rank * B, rank * B + B).
+            temperature: alternative to ``scale`` (``scale = 1 / temperature``).
+
+        Requirements:
+            1. (anchor, positive) pairs, or (anchor, positive, negative_1, ..., negative_n) tuples.
+            2. Use the no-duplicates batch sampler: a duplicate text in the batch is a false negative
+               in up to four blocks here, not one.
+
+        Inputs:
+            +-------------------------------------------------+--------+
+            | Texts                                           | Labels |
+            +=================================================+========+
+            | (anchor, positive) pairs                        | none   |
+            +-------------------------------------------------+--------+
+            | (anchor, positive, negative) triplets           | none   |
+            +-------------------------------------------------+--------+
+            | (anchor, positive, negative_1, ..., negative_n) | none   |
+            +-------------------------------------------------+--------+
+
+        Relations:
+            - Equals ``MultipleNegativesRankingLoss(directions=("query_to_doc", "query_to_query",
+              "doc_to_query", "doc_to_doc"), partition_mode="joint")`` with ``doc_doc_mask="same_query"``.
+            - :class:`CachedMultipleNegativesBidirectionalRankingLoss` computes the same loss with GradCache,
+              for batches larger than memory allows.
+            - Composes with MatryoshkaLoss, Matryoshka2dLoss and AdaptiveLayerLoss.
+
+        Example:
+            ::
+
+                from datasets import Dataset
+                from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+                from bidir_cli.losses import MultipleNegativesBidirectionalRankingLoss
+
+                model = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2")
+                train_dataset = Dataset.from_dict({
+                    "anchor": ["It's nice weather outside today.", "He drove to work."],
+                    "positive": ["It's so sunny.", "He took the car to the office."],
+                })
+                loss = MultipleNegativesBidirectionalRankingLoss(model)
+                SentenceTransformerTrainer(model=model, train_dataset=train_dataset, loss=loss).train()
+        """
+        super().__init__()
+        if doc_doc_mask not in DOC_DOC_MASKS:
+            raise ValueError(f"doc_doc_mask must be one of {DOC_DOC_MASKS}, got {doc_doc_mask!r}")
+        self.model = model
+        self.scale = resolve_scale(scale, temperature)
+        self.similarity_fct = similarity_fct
+        self.doc_doc_mask = doc_doc_mask
+        self.gather_across_devices = gather_across_devices
+        self.partition = PartitionTracker()
+
+    @property
+    def temperature(self) -> float:
+        return 1.0 / self.scale
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        embeddings = embed_columns(self.model, sentence_features)
+        return self.compute_loss_from_embeddings(embeddings, labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
+        """The loss from (anchor, positive, negative_1, ...) embeddings of this process's rows."""
+        if len(embeddings) < 2:
+            raise ValueError(f"Expected at least 2 embedding columns (anchor, positive), got {len(embeddings)}")
+        queries, docs, offset = gather(embeddings[0], list(embeddings[1:]), self.gather_across_devices)
+        loss, stats = bidirectional_loss(
+            queries,
+            docs,
+            local_batch_size=embeddings[0].size(0),
+            offset=offset,
+            scale=self.scale,
+            similarity_fct=self.similarity_fct,
+            doc_doc_mask=self.doc_doc_mask,
+        )
+        if torch.is_grad_enabled():
+            self.partition.add(stats)
+        return loss
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale,
+            "similarity_fct": similarity_fct_name(self.similarity_fct),
+            "doc_doc_mask": self.doc_doc_mask,
+            "gather_across_devices": self.gather_across_devices,
+        }
+
+    @property
+    def citation(self) -> str:
+        return CITATION

@@ -1,0 +1,440 @@
+"""The bidirectional losses against independent computations: hand loops, the sentence-transformers
+oracle, uncached replays, and a single-process run of the same batch."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+
+import pytest
+import torch
+from conftest import random_sentence
+from sentence_transformers.sentence_transformer.losses import (
+    AdaptiveLayerLoss,
+    CachedMultipleNegativesRankingLoss,
+    Matryoshka2dLoss,
+    MatryoshkaLoss,
+    MultipleNegativesRankingLoss,
+)
+from sentence_transformers.util import cos_sim, dot_score
+
+from bidir_cli.losses import (
+    CachedMultipleNegativesBidirectionalRankingLoss,
+    MultipleNegativesBidirectionalRankingLoss,
+    build_loss,
+)
+
+GTE_DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
+
+
+# --- 1. Hand calculation -------------------------------------------------------------------------------------------
+
+
+def reference_loss(queries, docs, scale, similarity, doc_doc_mask):
+    """The GTE loss with explicit loops over the four blocks, in Python floats (float64)."""
+    q = queries.tolist()
+    d = [column.tolist() for column in docs]  # d[k][j]: document of column k for query j
+    n, num_columns = len(q), len(d)
+
+    def s(a, b):
+        dot = sum(x * y for x, y in zip(a, b))
+        if similarity == "dot":
+            return dot
+        return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+    total = 0.0
+    for i in range(n):
+        logits = []
+        for k in range(num_columns):  # q->d: every document
+            for j in range(n):
+                logits.append(scale * s(q[i], d[k][j]))
+        for j in range(n):  # q->q: every other query
+            if j != i:
+                logits.append(scale * s(q[i], q[j]))
+        for j in range(n):  # d->q: every query, j = i included
+            logits.append(scale * s(q[j], d[0][i]))
+        for k in range(num_columns):  # d->d
+            for j in range(n):
+                excluded = (j == i) if doc_doc_mask == "same_query" else (j == i and k == 0)
+                if not excluded:
+                    logits.append(scale * s(d[k][j], d[0][i]))
+        top = max(logits)
+        log_z = top + math.log(sum(math.exp(x - top) for x in logits))
+        total += log_z - scale * s(q[i], d[0][i])
+    return total / n
+
+
+@pytest.mark.parametrize("num_negatives", [0, 1, 3])
+@pytest.mark.parametrize("doc_doc_mask", ["same_query", "self"])
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+def test_loss_equals_hand_calculation(num_negatives, doc_doc_mask, similarity):
+    gen = torch.Generator().manual_seed(num_negatives)
+    queries = torch.randn(4, 8, dtype=torch.float64, generator=gen)
+    docs = [torch.randn(4, 8, dtype=torch.float64, generator=gen) for _ in range(1 + num_negatives)]
+    scale = 20.0 if similarity == "cosine" else 0.5
+    loss_fn = MultipleNegativesBidirectionalRankingLoss(
+        None, scale=scale, similarity_fct=cos_sim if similarity == "cosine" else dot_score, doc_doc_mask=doc_doc_mask
+    )
+    ours = loss_fn.compute_loss_from_embeddings([queries, *docs]).item()
+    expected = reference_loss(queries, docs, scale, similarity, doc_doc_mask)
+    assert ours == pytest.approx(expected, rel=1e-9)
+
+
+def test_masks_differ_only_with_hard_negatives():
+    gen = torch.Generator().manual_seed(1)
+    queries, pos, neg = (torch.randn(4, 8, dtype=torch.float64, generator=gen) for _ in range(3))
+    same, self_ = (MultipleNegativesBidirectionalRankingLoss(None, doc_doc_mask=m) for m in ("same_query", "self"))
+    assert same.compute_loss_from_embeddings([queries, pos]) == self_.compute_loss_from_embeddings([queries, pos])
+    # "self" keeps query i's own hard negative in its d->d block: a strictly larger partition.
+    assert self_.compute_loss_from_embeddings([queries, pos, neg]) > same.compute_loss_from_embeddings(
+        [queries, pos, neg]
+    )
+
+
+def test_temperature_is_inverse_scale():
+    gen = torch.Generator().manual_seed(2)
+    emb = [torch.randn(4, 8, dtype=torch.float64, generator=gen) for _ in range(2)]
+    by_scale = MultipleNegativesBidirectionalRankingLoss(None, scale=40.0)
+    by_temperature = MultipleNegativesBidirectionalRankingLoss(None, temperature=0.025)
+    assert by_temperature.scale == pytest.approx(40.0)
+    assert by_temperature.compute_loss_from_embeddings(emb).item() == pytest.approx(
+        reference_loss(emb[0], emb[1:], 40.0, "cosine", "same_query"), rel=1e-9
+    )
+    assert by_scale.temperature == pytest.approx(0.025)
+    with pytest.raises(ValueError, match="either scale"):
+        MultipleNegativesBidirectionalRankingLoss(None, scale=20.0, temperature=0.5)
+
+
+# --- 2. The sentence-transformers oracle ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_negatives", [0, 1, 3])
+@pytest.mark.parametrize("dtype,rel", [(torch.float64, 1e-9), (torch.float32, 1e-5)])
+def test_loss_and_gradients_equal_sentence_transformers_joint_mode(num_negatives, dtype, rel):
+    gen = torch.Generator().manual_seed(10 + num_negatives)
+    columns = [torch.randn(16, 12, dtype=dtype, generator=gen) for _ in range(2 + num_negatives)]
+    ours_in = [c.clone().requires_grad_() for c in columns]
+    oracle_in = [c.clone().requires_grad_() for c in columns]
+
+    ours = MultipleNegativesBidirectionalRankingLoss(None).compute_loss_from_embeddings(ours_in)
+    oracle = MultipleNegativesRankingLoss(
+        None, directions=GTE_DIRECTIONS, partition_mode="joint"
+    ).compute_loss_from_embeddings(oracle_in, None)
+    ours.backward()
+    oracle.backward()
+
+    assert ours.item() == pytest.approx(oracle.item(), rel=rel)
+    for a, b in zip(ours_in, oracle_in):
+        torch.testing.assert_close(a.grad, b.grad, rtol=rel, atol=rel * b.grad.abs().max().item())
+
+
+# --- 3. Cached equals uncached -------------------------------------------------------------------------------------
+
+
+def features_for(model, batch):
+    """Tokenised columns of a batch of tuples."""
+    return [model.tokenize(list(column)) for column in zip(*batch)]
+
+
+def batch_of(n, columns, seed=0):
+    rng = random.Random(seed)
+    return [tuple(random_sentence(rng) for _ in range(columns)) for _ in range(n)]
+
+
+def parameter_grads(model):
+    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same_grads(a, b, atol=1e-5):
+    assert a.keys() == b.keys() and a
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize("mini_batch_size", [4, 3])
+@pytest.mark.parametrize("columns", [2, 3])
+def test_cached_equals_uncached_without_dropout(tiny_bert, mini_batch_size, columns):
+    tiny_bert.eval()  # dropout off
+    features = features_for(tiny_bert, batch_of(8, columns))
+
+    tiny_bert.zero_grad()
+    uncached = MultipleNegativesBidirectionalRankingLoss(tiny_bert)(features, None)
+    uncached.backward()
+    expected = parameter_grads(tiny_bert)
+
+    tiny_bert.zero_grad()
+    cached = CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=mini_batch_size)(features, None)
+    cached.backward()
+
+    assert cached.item() == pytest.approx(uncached.item(), rel=1e-5)
+    assert_same_grads(parameter_grads(tiny_bert), expected)
+
+
+@pytest.mark.parametrize("mini_batch_size", [4, 3])
+def test_cached_replays_dropout_of_first_pass(tiny_bert, mini_batch_size):
+    tiny_bert.train()  # dropout on: the second pass must draw the first pass's masks
+    features = features_for(tiny_bert, batch_of(8, 3))
+    cached_loss = CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=mini_batch_size)
+
+    # Reference: embed the same mini-batches in the same order from the same seed, with gradients.
+    tiny_bert.zero_grad()
+    torch.manual_seed(123)
+    embeddings = []
+    for feature in features:
+        parts = [
+            tiny_bert(cached_loss_minibatch(feature, begin, mini_batch_size))["sentence_embedding"]
+            for begin in range(0, 8, mini_batch_size)
+        ]
+        embeddings.append(torch.cat(parts))
+    reference = MultipleNegativesBidirectionalRankingLoss(tiny_bert).compute_loss_from_embeddings(embeddings)
+    reference.backward()
+    expected = parameter_grads(tiny_bert)
+
+    tiny_bert.zero_grad()
+    torch.manual_seed(123)
+    cached = cached_loss(features, None)
+    cached.backward()
+
+    assert cached.item() == pytest.approx(reference.item(), rel=1e-5)
+    assert_same_grads(parameter_grads(tiny_bert), expected)
+
+    # Guard: with another seed the dropout masks differ, so the gradients must differ too.
+    tiny_bert.zero_grad()
+    torch.manual_seed(999)
+    cached_loss(features, None).backward()
+    other = parameter_grads(tiny_bert)
+    assert any(not torch.allclose(other[n], expected[n], atol=1e-5) for n in expected)
+
+
+def cached_loss_minibatch(feature, begin, size):
+    from sentence_transformers.base.losses.gradcache import _create_minibatch
+
+    return _create_minibatch(feature, begin, begin + size)
+
+
+def test_cached_refuses_static_embedding(tiny_static):
+    with pytest.raises(ValueError, match="StaticEmbedding"):
+        CachedMultipleNegativesBidirectionalRankingLoss(tiny_static)
+
+
+# --- 4. Across devices ---------------------------------------------------------------------------------------------
+
+
+def _distributed_worker(rank, world_size, init_file, model_path, batch, loss_name, out_file):
+    import torch.distributed as dist
+    from sentence_transformers import SentenceTransformer
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(0)
+        model = SentenceTransformer(model_path, device="cpu")
+        model.eval()
+        half = len(batch) // world_size
+        features = features_for(model, batch[rank * half : (rank + 1) * half])
+        loss_fn = make_loss(loss_name, model, gather=True)
+        loss = loss_fn(features, None)
+        loss.backward()
+        grads = parameter_grads(model)
+        for g in grads.values():  # average across ranks, as DDP does
+            dist.all_reduce(g)
+            g /= world_size
+        losses = [torch.zeros(()) for _ in range(world_size)]
+        dist.all_gather(losses, loss.detach().reshape(()))
+        if rank == 0:
+            torch.save({"grads": grads, "losses": torch.stack(losses)}, out_file)
+    finally:
+        dist.destroy_process_group()
+
+
+def make_loss(name, model, gather=False):
+    if name == "mnbrl":
+        return MultipleNegativesBidirectionalRankingLoss(model, gather_across_devices=gather)
+    return CachedMultipleNegativesBidirectionalRankingLoss(model, mini_batch_size=3, gather_across_devices=gather)
+
+
+@pytest.mark.parametrize("loss_name", ["mnbrl", "cmnbrl"])
+def test_gather_across_two_processes_equals_full_batch(tiny_bert, tiny_bert_path, tmp_path, loss_name):
+    import torch.multiprocessing as mp
+
+    batch = batch_of(8, 3, seed=5)  # anchors, positives, one hard-negative column
+    out_file = tmp_path / "grads.pt"
+    mp.spawn(
+        _distributed_worker,
+        args=(2, str(tmp_path / "init"), str(tiny_bert_path), batch, loss_name, str(out_file)),
+        nprocs=2,
+        join=True,
+    )
+    result = torch.load(out_file)
+
+    tiny_bert.eval()
+    tiny_bert.zero_grad()
+    full = make_loss(loss_name, tiny_bert)(features_for(tiny_bert, batch), None)
+    full.backward()
+
+    assert result["losses"].mean().item() == pytest.approx(full.item(), rel=1e-5)
+    assert not torch.allclose(result["losses"][0], result["losses"][1])  # each rank owns different rows
+    assert_same_grads(result["grads"], parameter_grads(tiny_bert))
+
+
+# --- 5. Composition ------------------------------------------------------------------------------------------------
+
+
+def weights_change_after_one_step(model, loss_fn, features):
+    before = copy.deepcopy(model.state_dict())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    optimizer.zero_grad()
+    loss = loss_fn(features, None)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    return any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    ["matryoshka-mnbrl", "matryoshka-cmnbrl", "matryoshka2d-mnbrl", "adaptive-layer-mnbrl"],
+)
+def test_composes_with_sentence_transformers_wrappers(tiny_bert, wrap):
+    features = features_for(tiny_bert, batch_of(8, 2))
+    if wrap == "matryoshka-mnbrl":
+        loss_fn = MatryoshkaLoss(tiny_bert, MultipleNegativesBidirectionalRankingLoss(tiny_bert), [32, 16, 8])
+    elif wrap == "matryoshka-cmnbrl":
+        inner = CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=3)
+        loss_fn = MatryoshkaLoss(tiny_bert, inner, [32, 16, 8])
+    elif wrap == "matryoshka2d-mnbrl":
+        loss_fn = Matryoshka2dLoss(tiny_bert, MultipleNegativesBidirectionalRankingLoss(tiny_bert), [32, 16])
+    else:
+        loss_fn = AdaptiveLayerLoss(tiny_bert, MultipleNegativesBidirectionalRankingLoss(tiny_bert))
+    assert weights_change_after_one_step(tiny_bert, loss_fn, features)
+
+
+def test_matryoshka_around_cached_equals_around_uncached(tiny_bert):
+    tiny_bert.eval()
+    features = features_for(tiny_bert, batch_of(8, 2))
+    tiny_bert.zero_grad()
+    uncached = MatryoshkaLoss(tiny_bert, MultipleNegativesBidirectionalRankingLoss(tiny_bert), [32, 8])
+    u = uncached(features, None)
+    u.backward()
+    expected = parameter_grads(tiny_bert)
+    tiny_bert.zero_grad()
+    cached = MatryoshkaLoss(
+        tiny_bert, CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=3), [32, 8]
+    )
+    c = cached(features, None)
+    c.backward()
+    assert c.item() == pytest.approx(u.item(), rel=1e-5)
+    assert_same_grads(parameter_grads(tiny_bert), expected)
+
+
+# --- 6. Edges ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss_name", ["mnbrl", "cmnbrl"])
+@pytest.mark.parametrize("columns", [2, 3])
+def test_batch_of_one_is_finite(tiny_bert, loss_name, columns):
+    features = features_for(tiny_bert, batch_of(1, columns))
+    loss = make_loss(loss_name, tiny_bert)(features, None)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in tiny_bert.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("loss_name", ["mnbrl", "cmnbrl"])
+def test_identical_texts_give_no_nan(tiny_bert, loss_name):
+    features = features_for(tiny_bert, [("the cat runs", "the cat runs", "the cat runs")] * 6)
+    loss = make_loss(loss_name, tiny_bert)(features, None)
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in tiny_bert.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_bf16_autocast_on_cpu_is_close_to_fp32(tiny_bert):
+    tiny_bert.eval()
+    features = features_for(tiny_bert, batch_of(8, 3))
+    loss_fn = MultipleNegativesBidirectionalRankingLoss(tiny_bert)
+    fp32 = loss_fn(features, None).item()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = loss_fn(features, None)
+    assert torch.isfinite(bf16)
+    assert bf16.dtype == torch.float32  # the partition is computed in fp32 even under autocast
+    assert bf16.item() == pytest.approx(fp32, rel=2e-2)
+
+
+def test_dot_product_similarity_matches_oracle():
+    gen = torch.Generator().manual_seed(3)
+    cols = [torch.randn(6, 5, dtype=torch.float64, generator=gen) for _ in range(3)]
+    ours = MultipleNegativesBidirectionalRankingLoss(None, scale=1.0, similarity_fct=dot_score)
+    oracle = MultipleNegativesRankingLoss(
+        None, scale=1.0, similarity_fct=dot_score, directions=GTE_DIRECTIONS, partition_mode="joint"
+    )
+    assert ours.compute_loss_from_embeddings(cols).item() == pytest.approx(
+        oracle.compute_loss_from_embeddings(cols, None).item(), rel=1e-9
+    )
+
+
+# --- Partition diagnostics -----------------------------------------------------------------------------------------
+
+
+def test_partition_shares_sum_to_one_and_match_hand_softmax():
+    gen = torch.Generator().manual_seed(4)
+    q, p, n = (torch.randn(4, 8, dtype=torch.float64, generator=gen) for _ in range(3))
+    loss_fn = MultipleNegativesBidirectionalRankingLoss(None)
+    with torch.enable_grad():
+        loss_fn.compute_loss_from_embeddings([q, p, n])
+    stats = loss_fn.partition.pop()
+    assert sum(stats[b] for b in ("q->d", "q->q", "d->q", "d->d")) == pytest.approx(1.0, abs=1e-12)
+    assert 0 < stats["positive"] <= 0.5  # the positive pair appears in q->d and again in d->q
+    # By hand: each block's summed exp(logit) over Z, averaged over rows (d->d leaves query i's documents out).
+    off_diagonal = 1 - torch.eye(4, dtype=torch.float64)
+    mass = {
+        "q->d": torch.exp(20 * cos_sim(q, torch.cat([p, n]))).sum(1),
+        "q->q": (torch.exp(20 * cos_sim(q, q)) * off_diagonal).sum(1),
+        "d->q": torch.exp(20 * cos_sim(p, q)).sum(1),
+        "d->d": ((torch.exp(20 * cos_sim(p, p)) + torch.exp(20 * cos_sim(p, n))) * off_diagonal).sum(1),
+    }
+    total = sum(mass.values())
+    for block in mass:
+        assert stats[block] == pytest.approx((mass[block] / total).mean().item(), rel=1e-9)
+    positive = torch.exp(20 * torch.diagonal(cos_sim(q, p))) / total
+    assert stats["positive"] == pytest.approx(positive.mean().item(), rel=1e-9)
+    assert loss_fn.partition.pop() is None  # popping resets
+
+
+# --- The registry --------------------------------------------------------------------------------------------------
+
+
+class _Cfg:
+    def __init__(self, **kw):
+        defaults = dict(
+            scale=20.0, similarity="cosine", doc_doc_mask="same_query", mini_batch_size=4,
+            gather_across_devices=False, matryoshka_dims=None,
+        )  # fmt: skip
+        self.__dict__.update(defaults | kw)
+
+
+@pytest.mark.parametrize(
+    "name,cls",
+    [
+        ("mnbrl", MultipleNegativesBidirectionalRankingLoss),
+        ("cmnbrl", CachedMultipleNegativesBidirectionalRankingLoss),
+        ("mnrl", MultipleNegativesRankingLoss),
+        ("cmnrl", CachedMultipleNegativesRankingLoss),
+    ],
+)
+def test_build_loss_returns_each_loss_and_wraps_matryoshka(tiny_bert, name, cls):
+    assert type(build_loss(tiny_bert, _Cfg(name=name))) is cls
+    wrapped = build_loss(tiny_bert, _Cfg(name=name, matryoshka_dims=[32, 16]))
+    assert isinstance(wrapped, MatryoshkaLoss) and type(wrapped.loss) is cls
+    assert build_loss(tiny_bert, _Cfg(name=name, scale=33.0)).scale == 33.0
+
+
+def test_baseline_mnrl_is_standard_infonce():
+    """The baseline is unchanged sentence-transformers MNRL: q->d only, checked by hand."""
+    gen = torch.Generator().manual_seed(6)
+    q, p = (torch.randn(5, 4, dtype=torch.float64, generator=gen) for _ in range(2))
+    loss = build_loss(None, _Cfg(name="mnrl")).compute_loss_from_embeddings([q, p], None)
+    logits = 20 * cos_sim(q, p)
+    expected = sum(torch.logsumexp(logits[i], 0) - logits[i, i] for i in range(5)) / 5
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
