@@ -49,30 +49,32 @@ def similarity_function(name: str):
 
 
 def build_loss(model: nn.Module, cfg: Any) -> nn.Module:
-    """Build the loss named by ``cfg.name`` with the settings of the config's ``loss`` section.
+    """Build the loss that the config's ``loss`` section (:class:`bidir_cli.config.LossConfig`) names.
 
-    ``cfg`` needs ``name``, ``scale`` (already resolved from a temperature), ``similarity``,
-    ``doc_doc_mask``, ``mini_batch_size``, ``gather_across_devices`` and ``matryoshka_dims``
-    (None or a list); :class:`bidir_cli.config.LossConfig` has them all.
+    Raises:
+        ValueError: the loss refuses the model (a cached loss and a StaticEmbedding model).
     """
     from sentence_transformers.sentence_transformer import losses as st_losses
 
-    similarity_fct = similarity_function(cfg.similarity)
-    common = dict(scale=cfg.scale, similarity_fct=similarity_fct, gather_across_devices=cfg.gather_across_devices)
-    if cfg.name == "mnbrl":
-        loss = MultipleNegativesBidirectionalRankingLoss(model, doc_doc_mask=cfg.doc_doc_mask, **common)
-    elif cfg.name == "cmnbrl":
+    s = cfg.settings()
+    common = dict(
+        scale=s["scale"], similarity_fct=similarity_function(s["similarity"]),
+        gather_across_devices=s["gather_across_devices"],
+    )  # fmt: skip
+    if s["name"] == "mnbrl":
+        loss = MultipleNegativesBidirectionalRankingLoss(model, doc_doc_mask=s["doc_doc_mask"], **common)
+    elif s["name"] == "cmnbrl":
         loss = CachedMultipleNegativesBidirectionalRankingLoss(
-            model, doc_doc_mask=cfg.doc_doc_mask, mini_batch_size=cfg.mini_batch_size, **common
+            model, doc_doc_mask=s["doc_doc_mask"], mini_batch_size=s["mini_batch_size"], **common
         )
-    elif cfg.name == "mnrl":
+    elif s["name"] == "mnrl":
         loss = st_losses.MultipleNegativesRankingLoss(model, **common)
-    elif cfg.name == "cmnrl":
-        loss = st_losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size, **common)
+    elif s["name"] == "cmnrl":
+        loss = st_losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=s["mini_batch_size"], **common)
     else:
-        raise ValueError(f"loss must be one of {LOSS_NAMES}, got {cfg.name!r}")
-    if cfg.matryoshka_dims:
-        loss = st_losses.MatryoshkaLoss(model, loss, matryoshka_dims=list(cfg.matryoshka_dims))
+        raise ValueError(f"loss must be one of {LOSS_NAMES}, got {s['name']!r}")
+    if s["matryoshka_dims"]:
+        loss = st_losses.MatryoshkaLoss(model, loss, matryoshka_dims=list(s["matryoshka_dims"]))
     return loss
 
 

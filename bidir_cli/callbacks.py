@@ -1,0 +1,92 @@
+"""Trainer callbacks: the train_log.jsonl writer and the progress bar on standard error."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from .losses import partition_tracker
+
+
+class TrainLog(TrainerCallback):
+    """Append one JSON line per logging step: step, epoch, loss, learning rate, examples/s, and for the
+    bidirectional losses how the softmax partition splits across its four blocks.
+
+    ``partition`` holds each block's mean share of the softmax mass (``q->d``, ``q->q``, ``d->q``,
+    ``d->d``; they sum to 1) and the mean mass of the positive entry (at most 0.5, since the positive
+    pair also appears in d->q), averaged over the steps since the previous line.
+    """
+
+    def __init__(self, path: Path, loss, write: bool = True) -> None:
+        self.path = path
+        self.tracker = partition_tracker(loss)
+        self.write = write
+        self._last_time: float | None = None
+        self._last_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last_time, self._last_step = time.perf_counter(), state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" in logs:
+            now = time.perf_counter()
+            steps = state.global_step - self._last_step
+            examples = steps * args.train_batch_size * args.world_size * args.gradient_accumulation_steps
+            record = {
+                "step": state.global_step,
+                "epoch": state.epoch,
+                "loss": logs["loss"],
+                "learning_rate": logs.get("learning_rate"),
+                "grad_norm": logs.get("grad_norm"),
+                "examples_per_second": examples / (now - self._last_time) if now > self._last_time else None,
+            }
+            partition = self.tracker.pop() if self.tracker is not None else None
+            if partition is not None:
+                record["partition"] = partition
+            self._last_time, self._last_step = now, state.global_step
+        elif any(k.startswith("eval_") for k in logs):
+            record = {"step": state.global_step, "epoch": state.epoch, **logs}
+        else:
+            return
+        if self.write:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+class ProgressBar(TrainerCallback):
+    """A tqdm bar on standard error with the latest loss, learning rate and examples per second."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self._last = (0.0, 0)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from tqdm.auto import tqdm
+
+        if state.is_world_process_zero:
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", file=sys.stderr,
+                            dynamic_ncols=True)  # fmt: skip
+            self._last = (time.perf_counter(), state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is None or not logs or "loss" not in logs:
+            return
+        now, step = time.perf_counter(), state.global_step
+        examples = (step - self._last[1]) * args.train_batch_size * args.world_size
+        rate = examples / (now - self._last[0]) if now > self._last[0] else 0.0
+        self._last = (now, step)
+        self.bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs.get('learning_rate', 0):.2e}", ex_s=f"{rate:.0f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

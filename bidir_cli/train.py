@@ -1,0 +1,333 @@
+"""The training recipe, top to bottom: config, data, model, loss, arguments, trainer, save, evaluate.
+
+Everything that can be wrong with the input (config, data, model, loss options, run directory) is
+checked before the run directory is touched, so a typo never leaves a half-written run behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import Config, config_to_yaml, load_config
+from .errors import InputError
+from .io import atomic_write_text
+from .runs import RunDir, git_commit, now, prepare_run_dir, start_run, versions
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite: training stops, the last good checkpoint stays."""
+
+
+def train_command(
+    config_path: Path,
+    *,
+    overrides: list[str],
+    output_dir: Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    dry_run: bool = False,
+) -> RunDir | None:
+    """``bidir train``: returns the run directory (None for ``--dry-run``)."""
+    cfg = load_config(config_path, overrides)
+    base_dir = Path(config_path).resolve().parent
+    run_path = Path(output_dir) if output_dir is not None else Path("runs") / cfg.name
+    if dry_run:
+        run = None
+    elif is_main_process():
+        run = prepare_run_dir(run_path, resume=resume, overwrite=overwrite)
+    else:  # other ranks of a torchrun job: rank 0 owns the run directory
+        run = RunDir(run_path)
+    if resume and is_main_process():
+        check_same_config(run, cfg)
+
+    from .data import load_training_data
+
+    data = load_training_data(cfg.data, base_dir, cfg.training.seed)
+    check_batch_size(cfg, data)
+    suite = resolve_eval_suite(cfg, base_dir)
+    if dry_run:
+        print_dry_run(cfg, data, run_path)
+        return None
+    command = ["bidir", "train", str(config_path), *[a for o in overrides for a in ("--set", o)]]
+    command += [*(["--output-dir", str(output_dir)] if output_dir else []), *(["--resume"] if resume else [])]
+    command += ["--overwrite"] if overwrite else []
+    return train(cfg, data, run, suite=suite, resume=resume, overwrite=overwrite, config_path=config_path,
+                 command=command)  # fmt: skip
+
+
+def check_same_config(run: RunDir, cfg: Config) -> None:
+    """A resumed run must continue the same config, or its checkpoints mean something else."""
+    import yaml
+
+    saved = yaml.safe_load(run.config.read_text(encoding="utf-8")) if run.config.exists() else None
+    current = cfg.model_dump(mode="json")
+    if saved is not None and saved != current:
+        changed = sorted(k for k in current if saved.get(k) != current[k])
+        raise InputError(f"{run.config}: the config differs from the run's in {', '.join(changed)}; cannot resume")
+
+
+def check_batch_size(cfg: Config, data) -> None:
+    for source in data.sources:
+        if cfg.training.batch_size > len(source.dataset):
+            raise InputError(
+                f"training.batch_size: {cfg.training.batch_size} is larger than training source "
+                f"{source.name!r} ({len(source.dataset)} rows)"
+            )
+
+
+def resolve_eval_suite(cfg: Config, base_dir: Path) -> str | None:
+    """The evaluation suite as ``bidir eval`` understands it; local paths are checked now."""
+    suite = cfg.evaluation.suite
+    if suite is None or suite == "nanobeir":
+        return suite
+    if suite.startswith("demo:"):
+        from .data import demo_path
+
+        path = demo_path(suite.removeprefix("demo:"))
+    else:
+        path = Path(suite).expanduser()
+        path = path if path.is_absolute() else base_dir / path
+    if not path.exists():
+        raise InputError(f"evaluation.suite: {suite}: no such suite folder or file")
+    return str(path.resolve())
+
+
+def print_dry_run(cfg: Config, data, run_path: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    print(config_to_yaml(cfg), end="")
+    table = Table(title=f"training data (run directory: {run_path})")
+    for column in ("source", "rows", "negatives", "held out", "hash"):
+        table.add_column(column)
+    for s in data.sources:
+        held_out = str(len(s.eval_dataset)) if s.eval_dataset is not None else "-"
+        table.add_row(s.name, str(len(s.dataset)), str(s.num_negatives), held_out, s.identity["hash"][:12])
+    Console(file=sys.stdout).print(table)
+
+
+def train(
+    cfg: Config, data, run: RunDir, *, suite, resume: bool, overwrite: bool, config_path: Path, command: list[str]
+) -> RunDir:
+    import torch
+    from transformers import set_seed
+
+    from .losses import build_loss
+    from .models import build_model, model_description
+
+    set_seed(cfg.training.seed)
+    model = build_model(cfg.model, data.texts())
+    try:
+        loss = build_loss(model, cfg.loss)
+    except ValueError as e:
+        raise InputError(f"loss: {e}") from None
+
+    checkpoint = run.last_checkpoint() if resume else None
+    previous = run.read_meta() if resume else {}
+    if is_main_process():
+        start_run(run, overwrite=overwrite)
+        atomic_write_text(run.config, config_to_yaml(cfg))
+        if checkpoint is None and run.train_log.exists():
+            run.train_log.unlink()
+        elif checkpoint is not None:
+            truncate_log(run.train_log, int(checkpoint.name.removeprefix("checkpoint-")))
+    trainer = make_trainer(cfg, model, loss, data, run)
+    meta = {
+        "status": "running",
+        "name": cfg.name,
+        "argv": command,
+        "config_path": str(Path(config_path).resolve()),
+        "seed": cfg.training.seed,
+        "started": previous.get("started", now()),
+        "wall_time_s_before": previous.get("wall_time_s", 0.0),
+        "resumed": [*previous.get("resumed", []), now()] if resume else [],
+        "resumed_from": str(checkpoint) if checkpoint else None,
+        "versions": versions(),
+        "git_commit": git_commit(Path(__file__).parent),
+        "device": str(trainer.args.device),
+        "world_size": trainer.args.world_size,
+        "model": {"source": cfg.model.name_or_path or "static", **model_description(model)},
+        "loss": cfg.loss.settings(),
+        "data": {"sources": [s.identity for s in data.sources], "rows": data.rows, "sampling": cfg.data.sampling},
+        "config": cfg.model_dump(mode="json"),
+    }
+    if is_main_process():
+        run.write_meta(meta)
+
+    started = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except KeyboardInterrupt:
+        record(run, meta, trainer, started, "interrupted", note="stopped by SIGINT; continue with --resume")
+        raise
+    except BaseException as e:
+        record(run, meta, trainer, started, "failed", note=f"{type(e).__name__}: {e}")
+        raise
+
+    if is_main_process():
+        save_model(model, run.model)
+        record(run, meta, trainer, started, "running")  # training done, evaluation to come
+        if suite is not None:
+            from .evaluate import evaluate_into_run
+
+            evaluate_into_run(run, suite, datasets=cfg.evaluation.datasets, batch_size=cfg.evaluation.batch_size)
+        meta = run.update_meta(status="completed", ended=now())
+        print(f"bidir: run {cfg.name} completed in {meta['wall_time_s']:.1f} s: {run.path}", file=sys.stderr)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return run
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def record(run: RunDir, meta: dict[str, Any], trainer, started: float, status: str, note: str | None = None) -> None:
+    """Write the run's status, times and throughput to meta.json (main process only)."""
+    import torch
+
+    if not is_main_process():
+        return
+    seconds = time.perf_counter() - started
+    args = trainer.args
+    steps = trainer.state.global_step - _step_of(meta["resumed_from"])
+    examples = steps * args.train_batch_size * args.world_size * args.gradient_accumulation_steps
+    meta["train"] = {
+        "steps": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps,
+        "epochs": trainer.state.epoch,
+        "examples_per_second": examples / seconds if seconds > 0 else None,
+        "peak_memory_bytes": peak_memory(),
+        "peak_memory_kind": "cuda max_memory_allocated" if torch.cuda.is_available() else "process peak RSS",
+    }
+    meta["wall_time_s"] = meta["wall_time_s_before"] + seconds
+    meta["status"] = status
+    meta["ended"] = now()
+    if note:
+        meta["note"] = note
+    run.write_meta(meta)
+
+
+def _step_of(checkpoint: str | None) -> int:
+    return int(Path(checkpoint).name.removeprefix("checkpoint-")) if checkpoint else 0
+
+
+def peak_memory() -> int:
+    import torch
+
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def save_model(model, path: Path) -> None:
+    """Save to a temporary folder, then rename: a crash never leaves half a model."""
+    import shutil
+
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(str(tmp))
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def truncate_log(log: Path, step: int) -> None:
+    """Drop log lines past the checkpoint a resumed run restarts from: they will be logged again."""
+    if not log.exists():
+        return
+    kept = [line for line in log.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
+    atomic_write_text(log, "".join(line + "\n" for line in kept))
+
+
+def make_trainer(cfg: Config, model, loss, data, run: RunDir):
+    """SentenceTransformerTrainer with our arguments and callbacks (log file, progress on stderr)."""
+    import torch
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from .callbacks import ProgressBar, TrainLog
+
+    t = cfg.training
+    has_eval = data.eval is not None
+    prompts = {}
+    if cfg.model.query_prompt:
+        prompts["anchor"] = cfg.model.query_prompt
+    if cfg.model.document_prompt:
+        columns = {c for s in data.sources for c in s.dataset.column_names if c != "anchor"}
+        prompts |= {c: cfg.model.document_prompt for c in columns}
+    try:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=str(run.checkpoints),
+            seed=t.seed,
+            data_seed=t.seed,
+            per_device_train_batch_size=t.batch_size,
+            per_device_eval_batch_size=t.batch_size,
+            num_train_epochs=t.epochs,
+            max_steps=t.max_steps or -1,
+            learning_rate=t.learning_rate,
+            lr_scheduler_type=t.lr_scheduler,
+            warmup_steps=t.warmup_ratio,  # a float below 1 is a ratio of the total steps
+            weight_decay=t.weight_decay,
+            fp16=t.precision == "fp16",
+            bf16=t.precision == "bf16",
+            batch_sampler=t.batch_sampler,
+            multi_dataset_batch_sampler=cfg.data.sampling,
+            logging_steps=t.logging_steps,
+            save_strategy="steps",
+            save_steps=t.save_steps,
+            save_total_limit=t.save_total_limit,
+            eval_strategy="steps" if has_eval or cfg.evaluation.during_training else "no",
+            eval_steps=t.eval_steps,
+            dataloader_num_workers=t.dataloader_workers,
+            prompts=prompts or None,
+            report_to="none",
+            dataloader_pin_memory=torch.cuda.is_available(),
+            disable_tqdm=True,
+            logging_nan_inf_filter=False,
+            **t.extra_args,
+        )
+    except (TypeError, ValueError) as e:
+        raise InputError(f"training: invalid trainer arguments: {e}") from None
+    evaluator = None
+    if cfg.evaluation.during_training:
+        from .evaluate import TrainingEvaluator
+
+        evaluator = TrainingEvaluator(cfg.evaluation)
+    trainer = BidirTrainer(
+        model=model, args=args, train_dataset=data.train, eval_dataset=data.eval, loss=loss, evaluator=evaluator
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(TrainLog(run.train_log, loss, is_main_process()))
+    trainer.add_callback(ProgressBar())
+    return trainer
+
+
+def _trainer_class():
+    from sentence_transformers import SentenceTransformerTrainer
+
+    class _BidirTrainer(SentenceTransformerTrainer):
+        """Stops at the first non-finite loss, naming the step (the trainer would log and carry on)."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss = out[0] if isinstance(out, tuple) else out
+            if model.training and not math.isfinite(loss.detach().float().item()):
+                raise NonFiniteLossError(
+                    f"non-finite loss ({loss.item()}) at step {self.state.global_step + 1}; "
+                    "the last good checkpoint is kept"
+                )
+            return out
+
+    return _BidirTrainer
+
+
+def BidirTrainer(**kwargs):  # noqa: N802 - a factory standing in for the lazily defined class
+    return _trainer_class()(**kwargs)

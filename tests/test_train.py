@@ -1,0 +1,228 @@
+"""`bidir train` end to end on a tiny model: the files a run leaves, meta.json, train_log.jsonl,
+--set, --dry-run, --resume, and every shipped config validated against the schema."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import random_sentence
+from typer.testing import CliRunner
+
+from bidir_cli.cli import app
+from bidir_cli.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_pairs(path: Path, n: int = 64, negatives: int = 0, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        row = {"anchor": f"query {i} {random_sentence(rng)}", "positive": f"doc {i} {random_sentence(rng)}"}
+        for k in range(1, negatives + 1):
+            row[f"negative_{k}"] = f"neg {i} {k} {random_sentence(rng)}"
+        rows.append(row)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return rows
+
+
+def tiny_config(tmp_path: Path, **sections) -> Path:
+    """A config training a 16-dim StaticEmbedding (tokenizer learnt from the data) for 6 steps."""
+    write_pairs(tmp_path / "pairs.jsonl")
+    config = {
+        "name": "tiny",
+        "model": {"static": {"tokenizer": "train", "vocab_size": 200, "dim": 16}},
+        "data": {"train": [{"source": "pairs.jsonl"}]},
+        "loss": {"name": "mnbrl"},
+        "training": {"batch_size": 8, "max_steps": 6, "learning_rate": 0.05, "logging_steps": 2, "save_steps": 2,
+                     "save_total_limit": None},
+    }  # fmt: skip
+    for key, value in sections.items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def run_train(*args: str):
+    result = CliRunner().invoke(app, ["train", *args])
+    return result
+
+
+def files_under(path: Path) -> set[str]:
+    return {str(p.relative_to(path)) for p in path.iterdir()}
+
+
+def test_run_leaves_exactly_the_documented_files(tmp_path):
+    config = tiny_config(tmp_path)
+    out = tmp_path / "runs" / "tiny"
+    result = run_train(str(config), "--output-dir", str(out))
+    assert result.exit_code == 0, result.output
+    assert files_under(out) == {"config.yaml", "meta.json", "train_log.jsonl", "checkpoints", "model"}
+    assert files_under(out / "checkpoints") == {"checkpoint-2", "checkpoint-4", "checkpoint-6"}
+    assert {"modules.json", "config_sentence_transformers.json"} <= files_under(out / "model")
+    assert not list(out.rglob("*.tmp"))  # atomic writes left nothing behind
+
+    # The saved model loads and embeds.
+    from sentence_transformers import SentenceTransformer
+
+    assert SentenceTransformer(str(out / "model"), device="cpu").encode(["query 1"]).shape == (1, 16)
+
+
+def test_meta_json_records_what_ran(tmp_path):
+    config = tiny_config(tmp_path, loss={"name": "mnbrl", "scale": 25, "doc_doc_mask": "self"})
+    out = tmp_path / "run"
+    assert run_train(str(config), "--output-dir", str(out)).exit_code == 0
+    meta = json.loads((out / "meta.json").read_text())
+
+    assert meta["status"] == "completed"
+    assert meta["seed"] == 42 and meta["argv"] == ["bidir", "train", str(config), "--output-dir", str(out)]
+    assert {"bidir", "sentence-transformers", "transformers", "torch", "python"} <= set(meta["versions"])
+    assert meta["device"] == "cpu"
+    assert meta["loss"] == {
+        "name": "mnbrl", "scale": 25.0, "similarity": "cosine", "gather_across_devices": False,
+        "matryoshka_dims": None, "doc_doc_mask": "self",
+    }  # fmt: skip
+    assert meta["train"]["steps"] == 6 and meta["train"]["examples_per_second"] > 0
+    assert meta["train"]["peak_memory_bytes"] > 0 and meta["wall_time_s"] > 0
+
+    # The source's identity: its rows and a hash of exactly those rows, computed independently here.
+    rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    digest = hashlib.sha256()
+    for r in rows:
+        digest.update(json.dumps([r["anchor"], r["positive"]], ensure_ascii=False).encode() + b"\n")
+    (source,) = meta["data"]["sources"]
+    assert source["rows"] == 64 and source["hash"] == digest.hexdigest()
+    assert source["location"] == str((tmp_path / "pairs.jsonl").resolve())
+
+    # config.yaml is the resolved config, and it validates.
+    assert load_config(out / "config.yaml").loss.scale == 25.0
+
+
+@pytest.mark.parametrize("loss", ["mnbrl", "mnrl"])
+def test_train_log_has_a_line_per_logging_step_with_partition_shares(tmp_path, loss):
+    config = tiny_config(tmp_path, loss={"name": loss})
+    out = tmp_path / "run"
+    assert run_train(str(config), "--output-dir", str(out)).exit_code == 0
+    lines = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4, 6]
+    for line in lines:
+        assert line["loss"] > 0 and line["learning_rate"] is not None and line["examples_per_second"] > 0
+        if loss == "mnbrl":
+            shares = line["partition"]
+            assert sum(shares[b] for b in ("q->d", "q->q", "d->q", "d->d")) == pytest.approx(1.0, abs=1e-6)
+            assert 0 < shares["positive"] <= 0.5
+        else:
+            assert "partition" not in line  # the baseline has a single block
+
+
+def test_set_overrides_are_typed_by_the_schema(tmp_path):
+    config = tiny_config(tmp_path)
+    out = tmp_path / "run"
+    result = run_train(str(config), "--output-dir", str(out), "--set", "training.max_steps=4",
+                       "--set", "loss.temperature=0.1", "--set", "data.train.0.limit=40")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["train"]["steps"] == 4
+    assert meta["loss"]["scale"] == pytest.approx(10.0)
+    assert meta["data"]["sources"][0]["rows"] == 40
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["training"]["max_steps"] == 4 and resolved["loss"]["temperature"] == 0.1
+
+
+def test_set_with_a_wrong_type_names_the_field(tmp_path):
+    result = run_train(str(tiny_config(tmp_path)), "--set", "training.batch_size=many", "--dry-run")
+    assert result.exit_code == 2
+    assert "training.batch_size" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dry_run_prints_config_and_sizes_and_trains_nothing(tmp_path):
+    config = tiny_config(tmp_path)
+    out = tmp_path / "run"
+    result = run_train(str(config), "--output-dir", str(out), "--dry-run")
+    assert result.exit_code == 0, result.output
+    printed = result.stdout
+    assert yaml.safe_load(printed.split("training data")[0])["training"]["batch_size"] == 8
+    assert "pairs" in printed and "64" in printed
+    assert not out.exists()
+
+
+def test_resume_continues_from_the_last_checkpoint_to_the_same_final_step(tmp_path):
+    config = tiny_config(tmp_path)
+    out = tmp_path / "run"
+    assert run_train(str(config), "--output-dir", str(out)).exit_code == 0
+    full_log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+    # Make it look as if the run had died after checkpoint-2.
+    for name in ("checkpoint-4", "checkpoint-6"):
+        shutil.rmtree(out / "checkpoints" / name)
+    shutil.rmtree(out / "model")
+    meta = json.loads((out / "meta.json").read_text())
+    (out / "meta.json").write_text(json.dumps({**meta, "status": "interrupted"}))
+
+    refused = run_train(str(config), "--output-dir", str(out))
+    assert refused.exit_code == 2 and "--resume" in refused.stderr
+
+    result = run_train(str(config), "--output-dir", str(out), "--resume")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["status"] == "completed" and meta["train"]["steps"] == 6
+    assert meta["resumed_from"].endswith("checkpoint-2")
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in log] == [2, 4, 6]
+    # Same data order and same weights at the checkpoint: the resumed losses repeat the original ones.
+    for a, b in zip(log, full_log):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    config = tiny_config(tmp_path)
+    out = tmp_path / "run"
+    assert run_train(str(config), "--output-dir", str(out), "--set", "training.max_steps=2").exit_code == 0
+    result = run_train(str(config), "--output-dir", str(out), "--resume")
+    assert result.exit_code == 2 and "training" in result.stderr
+
+
+def test_overwrite_replaces_an_existing_run(tmp_path):
+    config = tiny_config(tmp_path)
+    out = tmp_path / "run"
+    assert run_train(str(config), "--output-dir", str(out), "--set", "training.max_steps=2").exit_code == 0
+    result = run_train(str(config), "--output-dir", str(out), "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "meta.json").read_text())["train"]["steps"] == 6
+
+
+def test_multi_dataset_training_with_hard_negatives(tmp_path):
+    write_pairs(tmp_path / "triplets.jsonl", n=48, negatives=1, seed=1)
+    config = tiny_config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["data"] = {"train": [{"source": "pairs.jsonl"}, {"source": "triplets.jsonl", "name": "hard"}],
+                    "sampling": "round_robin"}  # fmt: skip
+    config.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    result = run_train(str(config), "--output-dir", str(out))
+    assert result.exit_code == 0, result.output
+    sources = json.loads((out / "meta.json").read_text())["data"]["sources"]
+    assert [(s["name"], s["rows"], s["negatives"]) for s in sources] == [("pairs", 64, 0), ("hard", 48, 1)]
+
+
+# Training configs: everything under configs/ but the eval suite files (validated by the eval tests).
+SHIPPED_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "suites" not in p.parts)
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_config_validates_and_says_how_to_run_it(path):
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("#"), "a shipped config starts with a comment saying how to run it and what it shows"
+    assert "bidir train" in text.split("\n\n")[0] or "run_experiments" in text.split("\n\n")[0]
+    load_config(path)
+
+
+def test_shipped_configs_are_found():
+    assert {"quickstart.yaml", "quickstart-mnrl.yaml", "nanobeir-minilm.yaml"} <= {p.name for p in SHIPPED_CONFIGS}
