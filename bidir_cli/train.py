@@ -289,6 +289,8 @@ def make_trainer(cfg: Config, model, loss, data, run: RunDir):
             prompts=prompts or None,
             report_to="none",
             dataloader_pin_memory=torch.cuda.is_available(),
+            # Without a GPU, torchrun's processes only join one DDP group (gloo) when told to use the CPU.
+            use_cpu=not torch.cuda.is_available(),
             disable_tqdm=True,
             logging_nan_inf_filter=False,
             **t.extra_args,

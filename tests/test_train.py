@@ -226,3 +226,24 @@ def test_every_shipped_config_validates_and_says_how_to_run_it(path):
 
 def test_shipped_configs_are_found():
     assert {"quickstart.yaml", "quickstart-mnrl.yaml", "nanobeir-minilm.yaml"} <= {p.name for p in SHIPPED_CONFIGS}
+
+
+def test_torchrun_with_two_gloo_processes_completes_the_run(tmp_path):
+    """Multi-GPU training's code path on the CPU: torchrun, DDP over gloo, gathered in-batch negatives."""
+    import os
+    import subprocess
+    import sys
+
+    config = tiny_config(tmp_path, loss={"name": "mnbrl", "gather_across_devices": True})
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "bidir_cli.cli", "train", str(config), "--output-dir", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert files_under(out) == {"config.yaml", "meta.json", "train_log.jsonl", "checkpoints", "model"}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["status"] == "completed" and meta["world_size"] == 2
+    # 64 rows, 2 processes x 8 per batch: an epoch is 4 steps, so 6 steps are 1.5 epochs.
+    assert meta["train"]["steps"] == 6 and meta["train"]["epochs"] == pytest.approx(1.5)
+    assert [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()] == [2, 4, 6]
