@@ -452,8 +452,8 @@ def meta_rows(columns: list[Column]) -> list[MetaRow]:
 
 
 def _setting_order(key: str) -> tuple[int, str]:
-    prefix = key.split(".", 1)[0].split("[", 1)[0]
-    return ({"seed": 0, "loss": 1, "data": 2, "config": 3}.get(prefix, 4), key)
+    """seed, then loss, data and config keys, each alphabetically."""
+    return (("seed", "loss", "data", "config").index(key.split(".", 1)[0].split("[", 1)[0]), key)
 
 
 def _dig(meta: dict[str, Any], keys: tuple[str, ...]) -> Any:

@@ -52,7 +52,7 @@ def _signed(x: float) -> str:
 
 
 def _p(p: float) -> str:
-    return f"{p:.2g}"
+    return f"{p:.3g}"
 
 
 def _unit(kind: str, magnitude: float) -> tuple[float, str]:

@@ -348,3 +348,18 @@ def test_output_is_reproducible_from_the_seed(tmp_path):
     assert runs[0] == runs[1] != runs[2]
     p = [row(json.loads(out), "X")["differences"]["b"]["p"] for out in runs]
     assert p[0] != p[2]  # a Monte Carlo p-value (2**40 flips cannot be enumerated) depends on the seed
+
+
+def test_a_stored_aggregate_that_disagrees_with_the_per_query_scores_is_pointed_out(tmp_path):
+    a = write_results(tmp_path / "a.json", {"X": [0.2, 0.4]})
+    b = write_results(tmp_path / "b.json", {"X": [0.3, 0.5]})
+    data = json.loads(b.read_text())
+    data["datasets"]["X"]["metrics"][METRIC] = 0.5  # the per-query mean is 0.4
+    b.write_text(json.dumps(data))
+    result = cli(str(a), str(b), "--format", "csv")
+    assert result.exit_code == 0
+    assert (
+        f"bidir: note: {b}: dataset X: stored ndcg@10 0.500000 differs from the mean of its per-query scores 0.400000"
+        in result.stderr
+    )
+    assert "X,b,2,0.4," in result.stdout  # the table shows the per-query mean
