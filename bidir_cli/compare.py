@@ -314,6 +314,8 @@ def build_comparison(
     if baseline not in names:
         raise InputError(f"--baseline {baseline!r}: no such column (columns: {', '.join(names)})")
     datasets, left_out = match_datasets(columns)
+    if MEAN in datasets:
+        raise InputError(f"a dataset is named {MEAN!r}, like the table's mean row; rename it in the results files")
     notes = []
     if left_out:
         notes.append(

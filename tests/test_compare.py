@@ -195,6 +195,13 @@ def test_bad_invocations_exit_2_with_one_line(tmp_path, args, message):
     assert result.stderr.count("\n") == 1 and message in result.stderr
 
 
+def test_a_dataset_named_like_the_mean_row_is_refused(tmp_path, capsys):
+    a = write_results(tmp_path / "a.json", {"X": [0.1, 0.2], MEAN: [0.3, 0.4]})
+    b = write_results(tmp_path / "b.json", {"X": [0.1, 0.2], MEAN: [0.3, 0.4]})
+    with pytest.raises(InputError, match="a dataset is named 'mean', like the table's mean row"):
+        compare_json(capsys, [a, b])
+
+
 def test_datasets_not_in_every_input_are_left_out_and_listed(tmp_path):
     a = write_results(tmp_path / "a.json", {"X": [0.1, 0.2], "Y": [0.5, 0.5]})
     b = write_results(tmp_path / "b.json", {"Z": [0.3], "X": [0.3, 0.2]})
