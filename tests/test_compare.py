@@ -1,0 +1,372 @@
+"""``bidir compare`` end to end, on results files and run directories written by the tests (no model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bidir_cli.cli import app
+from bidir_cli.compare import MEAN, compare_command
+from bidir_cli.errors import InputError
+from bidir_cli.results import DatasetResult, EvalResult
+
+ROOT = Path(__file__).resolve().parents[1]
+METRIC = "ndcg@10"
+
+
+def write_results(
+    path: Path,
+    scores: dict[str, list[float]],
+    ids: dict[str, list[str]] | None = None,
+    hashes: dict[str, str] | None = None,
+) -> Path:
+    """A results file as ``bidir eval`` writes it: per dataset, query ids and their nDCG@10 (ids q0, q1, ... by default)."""
+    ids, hashes = ids or {}, hashes or {}
+    datasets = {
+        name: DatasetResult(
+            name=name,
+            hash=hashes.get(name, f"hash-of-{name}"),
+            source=f"data/{name}",
+            counts={"queries": len(values)},
+            metrics={METRIC: float(np.mean(values))},
+            query_ids=ids.get(name, [f"q{i}" for i in range(len(values))]),
+            per_query={METRIC: [float(v) for v in values]},
+        )
+        for name, values in scores.items()
+    }
+    result = EvalResult(suite={"name": "nanobeir"}, model={}, settings={}, versions={}, created="", datasets=datasets)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.save(path)
+    return path
+
+
+def write_run(run: Path, scores: dict[str, list[float]], meta: dict | None = None, suite: str = "nanobeir") -> Path:
+    """A run directory: eval/<suite>.json and, when given, meta.json."""
+    write_results(run / "eval" / f"{suite}.json", scores)
+    if meta is not None:
+        (run / "meta.json").write_text(json.dumps(meta))
+    return run
+
+
+def compare_json(capsys, inputs: list[Path], groups: list[str] = (), **options) -> dict:
+    """Run compare_command with --format json and return the parsed output."""
+    settings = dict(baseline=None, metric=METRIC, plot=None, suite=None, permutations=10_000, seed=0) | options
+    compare_command([str(p) for p in inputs], groups=list(groups), fmt="json", **settings)
+    return json.loads(capsys.readouterr().out)
+
+
+def row(output: dict, name: str) -> dict:
+    return next(r for r in output["rows"] if r["name"] == name)
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, ["compare", *args])
+
+
+def test_values_and_differences_match_a_hand_computation(tmp_path, capsys):
+    a = write_results(tmp_path / "a.json", {"X": [0.5, 0.6, 0.2, 0.9], "Y": [0.1, 0.3]})
+    b = write_results(tmp_path / "b.json", {"X": [0.6, 0.8, 0.5, 1.0], "Y": [0.1, 0.35]})
+    out = compare_json(capsys, [a, b])
+    assert out["baseline"] == "a" and out["datasets"] == ["X", "Y"]
+    x, y, mean = row(out, "X"), row(out, "Y"), row(out, MEAN)
+    assert x["cells"]["a"]["value"] == pytest.approx(0.55) and x["cells"]["b"]["value"] == pytest.approx(0.725)
+    assert mean["cells"]["a"]["value"] == pytest.approx((0.55 + 0.2) / 2)
+    assert x["differences"]["b"]["diff"] == pytest.approx(0.175)
+    assert mean["differences"]["b"]["diff"] == pytest.approx((0.175 + 0.025) / 2)
+    assert (x["queries"], y["queries"], mean["queries"]) == (4, 2, 6)
+    # X's differences 0.1, 0.2, 0.3, 0.1 are all positive: of the 16 sign flips only "all +" and "all -"
+    # reach |sum| = 0.7, so the exact two-sided p-value is 2/16.
+    assert x["differences"]["b"]["p"] == pytest.approx(2 / 16) and x["differences"]["b"]["p_exact"]
+    # Y's differences are 0 and 0.05: flipping the zero changes nothing, flipping 0.05 mirrors it, so p = 1.
+    assert y["differences"]["b"]["p"] == 1.0
+    assert "a" not in x["differences"]  # the baseline is not compared with itself
+
+
+def test_large_effect_is_significant_and_identical_scores_are_not(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    base = {name: rng.uniform(0, 0.7, size=50) for name in ("X", "Y", "Z")}
+    a = write_results(tmp_path / "a.json", base)
+    better = write_results(tmp_path / "better.json", {n: s + rng.uniform(0.1, 0.3, size=50) for n, s in base.items()})
+    same = write_results(tmp_path / "same.json", base)
+    out = compare_json(capsys, [a, better, same])
+    for name in ("X", "Y", "Z"):
+        d = row(out, name)["differences"]
+        # Every query improves: no random flip reaches the observed sum, the smallest Monte Carlo p-value.
+        assert d["better"]["p"] == pytest.approx(1 / 10_001)
+        assert d["better"]["significant"] and d["better"]["holm_significant"]
+        assert d["better"]["ci_low"] > 0.1 and d["better"]["ci_high"] < 0.3
+        assert d["same"]["p"] == 1.0 and d["same"]["p_exact"]
+        assert not d["same"]["significant"] and not d["same"]["holm_significant"]
+        assert (d["same"]["ci_low"], d["same"]["ci_high"]) == (0.0, 0.0)
+    assert row(out, MEAN)["differences"]["better"]["significant"]
+    assert row(out, MEAN)["differences"]["same"]["p"] == 1.0
+    assert row(out, MEAN)["differences"]["better"]["p_holm"] is None  # the mean row is not in Holm's family
+
+
+def test_holm_marks_match_a_hand_computation(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    base = {n: rng.uniform(0, 0.5, size=k) for n, k in (("strong1", 50), ("strong2", 50), ("six", 6), ("null", 30))}
+    gain = {
+        "strong1": rng.uniform(0.1, 0.2, 50),
+        "strong2": rng.uniform(0.1, 0.2, 50),
+        "six": rng.uniform(0.05, 0.1, 6),
+    }
+    a = write_results(tmp_path / "a.json", base)
+    b = write_results(tmp_path / "b.json", {n: s + gain.get(n, 0.0) for n, s in base.items()})
+    out = compare_json(capsys, [a, b])
+    d = {name: row(out, name)["differences"]["b"] for name in base}
+    # p-values: strong ones 1/10001 (all queries gain), six 2/64 (six positive differences, exact), null 1.
+    # Holm, m = 4, sorted: 1/10001 <= 0.05/4, 1/10001 <= 0.05/3, then 2/64 = 0.03125 > 0.05/2 stops.
+    assert [d[n]["p"] for n in base] == pytest.approx([1 / 10_001, 1 / 10_001, 2 / 64, 1.0])
+    assert [d[n]["significant"] for n in base] == [True, True, True, False]
+    assert [d[n]["holm_significant"] for n in base] == [True, True, False, False]
+    assert d["six"]["p_holm"] == pytest.approx(2 * 2 / 64)
+
+
+def test_queries_are_paired_by_id_not_by_position(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    base, system = rng.uniform(size=20), rng.uniform(size=20)
+    ids = [f"q{i}" for i in range(20)]
+    a = write_results(tmp_path / "a.json", {"X": base})
+    b = write_results(tmp_path / "b.json", {"X": system})
+    shuffled = write_results(tmp_path / "b" / "b.json", {"X": system[::-1]}, ids={"X": ids[::-1]})
+    in_order = row(compare_json(capsys, [a, b]), "X")["differences"]["b"]
+    reordered = row(compare_json(capsys, [a, shuffled]), "X")["differences"]["b"]
+    assert reordered == in_order
+    assert in_order["diff"] == pytest.approx(float(np.mean(system - base)))
+
+
+def test_different_query_ids_are_refused(tmp_path, capsys):
+    a = write_results(tmp_path / "a.json", {"X": [0.1, 0.2, 0.3]})
+    b = write_results(tmp_path / "b.json", {"X": [0.1, 0.2, 0.3]}, ids={"X": ["q0", "q1", "q7"]})
+    with pytest.raises(InputError, match=r"dataset X: query ids differ from .*a\.json \(1 missing, e\.g\. \['q2'\]"):
+        compare_json(capsys, [a, b])
+
+
+def test_hash_mismatch_exits_2_with_one_line_naming_both_files(tmp_path):
+    a = write_results(tmp_path / "a.json", {"X": [0.1, 0.2], "Y": [0.3, 0.4]})
+    b = write_results(tmp_path / "b.json", {"X": [0.1, 0.2], "Y": [0.3, 0.4]}, hashes={"Y": "other"})
+    result = cli(str(a), str(b))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("bidir: error: dataset Y differs between ")
+    assert f"{a} (hash hash-of-Y)" in result.stderr and f"{b} (hash other)" in result.stderr
+
+
+def test_truncated_results_file_exits_2_with_one_line(tmp_path):
+    a = write_results(tmp_path / "a.json", {"X": [0.1, 0.2]})
+    b = write_results(tmp_path / "b.json", {"X": [0.1, 0.2]})
+    b.write_text(b.read_text()[:100])  # a file cut short, as a crash without atomic writes would leave it
+    result = cli(str(a), str(b))
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"bidir: error: {b}: not valid JSON")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{a}", "{a}"], "two columns are named 'a'"),
+        (["{a}", "{b}", "--baseline", "c"], "--baseline 'c': no such column (columns: a, b)"),
+        (["{a}", "--group", "g={tmp}/nothing*"], "--group g: "),
+        (["{a}", "--group", "no-equals-sign"], "expected NAME=GLOB"),
+        (["{a}", "{b}", "--metric", "mrr@10"], "has no per-query 'mrr@10' scores (available: ndcg@10)"),
+        (["{a}", "{b}", "--format", "html"], "--format: unknown format 'html'"),
+        (["{a}", "{b}", "--plot", "{tmp}/plot.svg"], "--plot: "),
+        (["{tmp}/missing"], "no such run directory or results file"),
+        ([], "nothing to compare"),
+    ],
+)
+def test_bad_invocations_exit_2_with_one_line(tmp_path, args, message):
+    a = write_results(tmp_path / "a.json", {"X": [0.1, 0.2]})
+    b = write_results(tmp_path / "b.json", {"X": [0.3, 0.2]})
+    result = cli(*(arg.format(a=a, b=b, tmp=tmp_path) for arg in args))
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_a_dataset_named_like_the_mean_row_is_refused(tmp_path, capsys):
+    a = write_results(tmp_path / "a.json", {"X": [0.1, 0.2], MEAN: [0.3, 0.4]})
+    b = write_results(tmp_path / "b.json", {"X": [0.1, 0.2], MEAN: [0.3, 0.4]})
+    with pytest.raises(InputError, match="a dataset is named 'mean', like the table's mean row"):
+        compare_json(capsys, [a, b])
+
+
+def test_datasets_not_in_every_input_are_left_out_and_listed(tmp_path):
+    a = write_results(tmp_path / "a.json", {"X": [0.1, 0.2], "Y": [0.5, 0.5]})
+    b = write_results(tmp_path / "b.json", {"Z": [0.3], "X": [0.3, 0.2]})
+    result = cli(str(a), str(b), "--format", "json")
+    assert result.exit_code == 0
+    out = json.loads(result.stdout)
+    assert out["datasets"] == ["X"]
+    assert out["left_out"] == {"Y": [str(b)], "Z": [str(a)]}
+    assert f"left out 2 dataset(s) not in every input: Y (not in {b}); Z (not in {a})" in result.stderr
+
+
+def test_run_directories_and_their_eval_files(tmp_path, capsys):
+    scores = {"X": [0.1, 0.2]}
+    one = write_run(tmp_path / "runs" / "one", scores)
+    two = write_run(tmp_path / "runs" / "two", scores)
+    write_results(two / "eval" / "beir.json", scores)
+    with pytest.raises(InputError, match=r"two: several results in eval/ \(beir, nanobeir\); choose one with --suite"):
+        compare_json(capsys, [one, two])
+    with pytest.raises(InputError, match=r"one: no eval/beir.json \(it has: nanobeir\)"):
+        compare_json(capsys, [one, two], suite="beir")
+    out = compare_json(capsys, [one, two], suite="nanobeir")
+    assert [c["name"] for c in out["columns"]] == ["one", "two"]
+    assert out["columns"][1]["runs"] == [str(two / "eval" / "nanobeir.json")]
+    # A results file inside a run is named after the run.
+    write_run(tmp_path / "runs" / "three", scores, meta={"status": "completed"})
+    out = compare_json(capsys, [one, tmp_path / "runs" / "three" / "eval" / "nanobeir.json"])
+    assert [c["name"] for c in out["columns"]] == ["one", "three"]
+
+
+def test_seed_groups_aggregate_by_hand(tmp_path, capsys):
+    base_x, base_y = [0.2, 0.4, 0.6, 0.8], [0.5, 0.5, 0.1]
+    # Group "b": three seeds; group "a": two. Per-query offsets are chosen so the seed averages are easy.
+    for seed, (dx, dy) in enumerate([(0.10, 0.0), (0.20, 0.1), (0.30, -0.1)]):
+        write_run(
+            tmp_path / "runs" / f"b-seed{seed}",
+            {"X": [v + dx + 0.01 * i for i, v in enumerate(base_x)], "Y": [v + dy for v in base_y]},
+        )
+    for seed, d in enumerate([0.0, 0.02]):
+        write_run(tmp_path / "runs" / f"a-seed{seed}", {"X": [v + d for v in base_x], "Y": [v + d for v in base_y]})
+    out = compare_json(capsys, [], groups=[f"a={tmp_path}/runs/a-seed*", f"b={tmp_path}/runs/b-seed*"])
+    x, y, mean = row(out, "X"), row(out, "Y"), row(out, MEAN)
+
+    # Each seed's dataset means, by hand.
+    b_x = [statistics.mean(base_x) + d + 0.015 for d in (0.10, 0.20, 0.30)]
+    b_y = [statistics.mean(base_y) + d for d in (0.0, 0.1, -0.1)]
+    a_x = [statistics.mean(base_x) + d for d in (0.0, 0.02)]
+    assert x["cells"]["b"]["seeds"] == pytest.approx(b_x)
+    assert x["cells"]["b"]["value"] == pytest.approx(statistics.mean(b_x))
+    assert x["cells"]["b"]["std"] == pytest.approx(statistics.stdev(b_x))
+    assert x["cells"]["a"]["std"] == pytest.approx(statistics.stdev(a_x))
+    assert y["cells"]["b"]["std"] == pytest.approx(statistics.stdev(b_y))
+    # The mean row's spread is over each seed's mean over datasets, not a pooled one.
+    assert mean["cells"]["b"]["std"] == pytest.approx(
+        statistics.stdev([(bx + by) / 2 for bx, by in zip(b_x, b_y, strict=True)])
+    )
+    assert x["differences"]["b"]["diff"] == pytest.approx(statistics.mean(b_x) - statistics.mean(a_x))
+    # The test pairs seed-averaged queries: X's averaged differences 0.19, 0.2, 0.21, 0.22 are all
+    # positive, so of 16 sign flips only "all +" and "all -" are as extreme: p = 2/16.
+    assert x["differences"]["b"]["p"] == pytest.approx(2 / 16)
+    # Y's averaged differences are all -0.01: every flip with as many + as - is less extreme, p = 2/8.
+    assert y["differences"]["b"]["p"] == pytest.approx(2 / 8)
+    # The interval resamples seeds: it is wider than the spread of the seed-averaged differences alone.
+    assert x["differences"]["b"]["ci_high"] - x["differences"]["b"]["ci_low"] > 0.1
+
+
+def test_meta_rows_show_measurements_and_the_settings_that_differ(tmp_path):
+    def meta(loss_name, data_hash, seed, wall):
+        loss = {"name": loss_name, "scale": 20.0}
+        return {
+            "status": "completed",
+            "seed": seed,
+            "wall_time_s": wall,
+            "train": {"examples_per_second": 1000.0, "peak_memory_bytes": 2**30, "steps": 10},
+            "loss": loss,
+            "data": {"sources": [{"name": "pairs", "hash": data_hash, "rows": 100}]},
+            "config": {"seed": seed, "loss": loss, "training": {"learning_rate": 2e-5}},
+        }
+
+    scores = {"X": [0.1, 0.2]}
+    a = write_run(tmp_path / "a", scores, meta(loss_name="CMNRL", data_hash="h1", seed=0, wall=100.0))
+    b = write_run(tmp_path / "b", scores, meta(loss_name="CMNBRL", data_hash="h1", seed=1, wall=200.0))
+    c = write_run(
+        tmp_path / "c", scores, {**meta(loss_name="CMNBRL", data_hash="h2", seed=1, wall=300.0), "status": "failed"}
+    )
+    result = cli(str(a), str(b), str(c), "--format", "json")
+    rows = {r["name"]: r for r in json.loads(result.stdout)["meta_rows"]}
+    # Measurements are shown whenever recorded; settings only where they differ; config.* repeats are dropped.
+    assert list(rows) == [
+        "training wall time",
+        "examples per second",
+        "peak memory",
+        "seed",
+        "loss.name",
+        "data.sources[0].hash",
+    ]
+    assert rows["training wall time"]["values"] == {"a": [100.0], "b": [200.0], "c": [300.0]}
+    assert rows["loss.name"]["values"] == {"a": ["CMNRL"], "b": ["CMNBRL"], "c": ["CMNBRL"]}
+    assert f"bidir: note: {c / 'eval' / 'nanobeir.json'}: its run's meta.json says status 'failed'" in result.stderr
+
+
+def test_compare_of_two_results_files_takes_well_under_two_seconds(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    names = [f"Nano{i}" for i in range(13)]  # NanoBEIR's shape: 13 datasets of 50 queries
+    a = write_results(tmp_path / "a.json", {n: rng.uniform(size=50) for n in names})
+    b = write_results(tmp_path / "b.json", {n: rng.uniform(size=50) for n in names})
+    start = time.perf_counter()
+    compare_command(
+        [str(a), str(b)],
+        groups=[],
+        baseline=None,
+        metric=METRIC,
+        fmt="table",
+        plot=None,
+        suite=None,
+        permutations=10_000,
+        seed=0,
+    )
+    assert time.perf_counter() - start < 1.0
+    assert "Nano12" in capsys.readouterr().out
+
+
+def test_cli_prints_in_under_two_seconds_without_heavy_imports(tmp_path):
+    rng = np.random.default_rng(0)
+    names = [f"Nano{i}" for i in range(13)]
+    runs = [write_run(tmp_path / name, {n: rng.uniform(size=50) for n in names}) for name in ("a", "b")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    command = [sys.executable, "-X", "importtime", "-m", "bidir_cli.cli", "compare", *map(str, runs)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    assert time.perf_counter() - start < 2.0
+    assert "Nano12" in result.stdout
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    heavy = {"torch", "sentence_transformers", "transformers", "datasets", "matplotlib", "scipy", "pandas"}
+    assert imported & heavy == set()
+
+
+def test_plot_option_writes_a_png(tmp_path):
+    a = write_results(tmp_path / "a.json", {"X": [0.1, 0.2, 0.4]})
+    b = write_results(tmp_path / "b.json", {"X": [0.3, 0.2, 0.5]})
+    result = cli(str(a), str(b), "--plot", str(tmp_path / "figures" / "compare.png"))
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "figures" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote" in result.stderr and "(1200x800 px)" in result.stderr
+
+
+def test_output_is_reproducible_from_the_seed(tmp_path):
+    rng = np.random.default_rng(3)
+    a = write_results(tmp_path / "a.json", {"X": rng.uniform(size=40)})
+    b = write_results(tmp_path / "b.json", {"X": rng.uniform(size=40)})
+    runs = [cli(str(a), str(b), "--format", "json", "--seed", seed).stdout for seed in ("1", "1", "2")]
+    assert runs[0] == runs[1] != runs[2]
+    p = [row(json.loads(out), "X")["differences"]["b"]["p"] for out in runs]
+    assert p[0] != p[2]  # a Monte Carlo p-value (2**40 flips cannot be enumerated) depends on the seed
+
+
+def test_a_stored_aggregate_that_disagrees_with_the_per_query_scores_is_pointed_out(tmp_path):
+    a = write_results(tmp_path / "a.json", {"X": [0.2, 0.4]})
+    b = write_results(tmp_path / "b.json", {"X": [0.3, 0.5]})
+    data = json.loads(b.read_text())
+    data["datasets"]["X"]["metrics"][METRIC] = 0.5  # the per-query mean is 0.4
+    b.write_text(json.dumps(data))
+    result = cli(str(a), str(b), "--format", "csv")
+    assert result.exit_code == 0
+    assert (
+        f"bidir: note: {b}: dataset X: stored ndcg@10 0.500000 differs from the mean of its per-query scores 0.400000"
+        in result.stderr
+    )
+    assert "X,b,2,0.4," in result.stdout  # the table shows the per-query mean

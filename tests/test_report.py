@@ -1,0 +1,174 @@
+"""bidir_cli.report: each renderer on a comparison built by hand, so every expected string is known."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import struct
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from bidir_cli.compare import MEAN, Cell, Column, Comparison, Difference, MetaRow, Source
+from bidir_cli.report import render_csv, render_json, render_markdown, render_table, save_plot
+from bidir_cli.results import EvalResult
+
+
+def source(name: str) -> Source:
+    empty = EvalResult(suite={}, model={}, settings={}, versions={}, created="", datasets={})
+    return Source(name=name, path=Path(f"runs/{name}/eval/nanobeir.json"), result=empty, meta={})
+
+
+def hand_comparison(with_others: bool = True) -> Comparison:
+    """The proposal's NanoFEVER and NanoNQ rows, with a three-seed group "gte" against a single run "base"."""
+    columns = [Column("base", [source("base")])]
+    cells = {
+        "NanoFEVER": {"base": Cell(0.8029, None, [0.8029])},
+        "NanoNQ": {"base": Cell(0.6336, None, [0.6336])},
+        MEAN: {"base": Cell(0.71825, None, [0.71825])},
+    }
+    differences = {row: {} for row in cells}
+    meta_rows = []
+    if with_others:
+        columns.append(Column("gte", [source(f"gte-seed{i}") for i in range(3)], group=True))
+        cells["NanoFEVER"]["gte"] = Cell(0.7971, 0.0012, [0.7960, 0.7971, 0.7982])
+        cells["NanoNQ"]["gte"] = Cell(0.6400, 0.0031, [0.6369, 0.6400, 0.6431])
+        cells[MEAN]["gte"] = Cell(0.71855, 0.0020, [0.71645, 0.71855, 0.72065])
+        differences["NanoFEVER"]["gte"] = Difference(-0.0058, (-0.02, 0.009), 0.41, False, False, 0.82, False)
+        differences["NanoNQ"]["gte"] = Difference(0.0064, (0.001, 0.012), 0.012, False, True, 0.024, True)
+        differences[MEAN]["gte"] = Difference(0.0003, (-0.005, 0.006), 0.9, False, False)
+        meta_rows = [
+            MetaRow("training wall time", "duration", {"base": [5400.0], "gte": [5300.0, 5500.0, 5600.0]}),
+            MetaRow("peak memory", "bytes", {"base": [1.5 * 2**30], "gte": [None, None, None]}),
+            MetaRow("seed", "setting", {"base": [0], "gte": [0, 1, 2]}),
+            MetaRow("loss.note", "setting", {"base": ["a|b"], "gte": ["*x*", "*x*", None]}),
+        ]
+    return Comparison(
+        metric="ndcg@10",
+        baseline="base",
+        columns=columns,
+        datasets=["NanoFEVER", "NanoNQ"],
+        queries={"NanoFEVER": 50, "NanoNQ": 50, MEAN: 100},
+        cells=cells,
+        differences=differences,
+        meta_rows=meta_rows,
+        left_out={},
+        permutations=10_000,
+        seed=0,
+    )
+
+
+def markdown_table(text: str) -> list[list[str]]:
+    """The cells of the one table in a markdown text, split on pipes that are not escaped; escapes kept."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    assert all(line.endswith("|") for line in lines)
+    return [[cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
+
+
+def test_markdown_is_one_table_with_bold_best_values_marks_and_a_legend():
+    text = render_markdown(hand_comparison())
+    table = markdown_table(text)
+    header, separator, body = table[0], table[1], table[2:]
+    assert header == ["dataset", "queries", "base", "gte", "Δ gte", "95% CI", "p"]
+    assert all(re.fullmatch(r":?-{3,}:?", cell) for cell in separator)
+    assert all(len(row) == len(header) for row in table)  # the "|" in a setting was escaped
+    assert [row[0] for row in body] == [
+        "NanoFEVER",
+        "NanoNQ",
+        "mean",
+        "training wall time",
+        "peak memory",
+        "seed",
+        "loss.note",
+    ]
+    fever, nq, mean = body[0], body[1], body[2]
+    # The best value of each row is bold, and only it.
+    assert fever[2:4] == ["**0.8029**", "0.7971 ± 0.0012"]
+    assert nq[2:4] == ["0.6336", "**0.6400 ± 0.0031**"]
+    assert mean[2:4] == ["0.7183", "**0.7186 ± 0.0020**"]
+    # Differences: significant and surviving Holm (NQ), neither (FEVER); the mean row has no Holm mark.
+    assert nq[4:] == ["+0.0064 \\*†", "[+0.0010, +0.0120]", "0.012"]
+    assert fever[4:] == ["-0.0058", "[-0.0200, +0.0090]", "0.41"]
+    assert mean[4:] == ["+0.0003", "[-0.0050, +0.0060]", "0.9"]
+    # Meta rows: measurements in one unit with their spread over seeds, settings as distinct values, escaped.
+    assert body[3][2:4] == ["1.50 h", "1.52 ± 0.04 h"]
+    assert body[4][2:4] == ["1.50 GiB", "–"]
+    assert body[5][2:4] == ["0", "0, 1, 2"]
+    assert body[6][2:4] == ["a\\|b", "\\*x\\*, –"]
+    assert all(cell == "" for row in body[3:] for cell in row[4:])
+    legend = text.split("\n\n", 1)[1].splitlines()
+    assert legend[-1] == "- \\* p ≤ 0.05; † also significant after Holm's correction across the 2 datasets."
+    assert "Groups (gte: 3 runs) show the mean ± standard deviation over their seeds." in legend[1]
+    assert "10,000 resamples of seeds, then queries" in text
+
+
+def test_markdown_of_a_single_column_has_no_difference_columns():
+    table = markdown_table(render_markdown(hand_comparison(with_others=False)))
+    assert table[0] == ["dataset", "queries", "base"]
+    assert [row[2] for row in table[2:]] == ["**0.8029**", "**0.6336**", "**0.7183**"]
+
+
+def test_rich_table_bolds_the_best_values_and_cuts_no_digit_in_a_narrow_console():
+    out = io.StringIO()
+    render_table(hand_comparison(), Console(file=out, width=40, force_terminal=True, color_system="standard"))
+    text = out.getvalue()
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    for expected in ("NanoFEVER", "0.7971 ± 0.0012", "+0.0064 *†", "[+0.0010, +0.0120]", "1.52 ± 0.04 h", "a|b"):
+        assert expected in plain
+    bold = re.findall(r"\x1b\[1m\s*([^\x1b]*?)\s*\x1b\[0m", text)
+    assert "0.8029" in bold and "0.6400 ± 0.0031" in bold and "0.7186 ± 0.0020" in bold
+    assert "0.7971 ± 0.0012" not in bold and "0.6336" not in bold
+
+
+def test_csv_has_one_line_per_row_and_column_at_full_precision():
+    lines = list(csv.DictReader(io.StringIO(render_csv(hand_comparison()))))
+    assert [(line["row"], line["column"]) for line in lines] == [
+        (row, col) for row in ("NanoFEVER", "NanoNQ", MEAN) for col in ("base", "gte")
+    ]
+    nq_gte = lines[3]
+    assert float(nq_gte["value"]) == 0.6400 and float(nq_gte["std"]) == 0.0031 and nq_gte["seeds"] == "3"
+    assert (float(nq_gte["diff"]), float(nq_gte["ci_low"]), float(nq_gte["ci_high"])) == (0.0064, 0.001, 0.012)
+    assert (float(nq_gte["p"]), float(nq_gte["p_holm"])) == (0.012, 0.024)
+    assert (nq_gte["significant"], nq_gte["holm_significant"], nq_gte["p_exact"]) == ("True", "True", "False")
+    assert lines[0]["diff"] == lines[0]["p"] == lines[0]["std"] == ""  # the baseline
+    assert lines[5]["p_holm"] == lines[5]["holm_significant"] == ""  # the mean row is not in Holm's family
+
+
+def test_json_holds_every_number():
+    out = json.loads(render_json(hand_comparison()))
+    assert (out["metric"], out["baseline"], out["alpha"], out["permutations"]) == ("ndcg@10", "base", 0.05, 10_000)
+    assert [c["runs"] for c in out["columns"]][1] == [f"runs/gte-seed{i}/eval/nanobeir.json" for i in range(3)]
+    nq = out["rows"][1]
+    assert nq["name"] == "NanoNQ" and nq["queries"] == 50
+    assert nq["cells"]["gte"] == {"value": 0.64, "std": 0.0031, "seeds": [0.6369, 0.6400, 0.6431]}
+    assert nq["differences"]["gte"] == {
+        "diff": 0.0064,
+        "ci_low": 0.001,
+        "ci_high": 0.012,
+        "p": 0.012,
+        "p_exact": False,
+        "significant": True,
+        "p_holm": 0.024,
+        "holm_significant": True,
+    }
+    assert out["meta_rows"][0] == {
+        "name": "training wall time",
+        "kind": "duration",
+        "values": {"base": [5400.0], "gte": [5300.0, 5500.0, 5600.0]},
+    }
+
+
+@pytest.mark.parametrize("with_others", [True, False])
+def test_plot_is_a_png_of_the_documented_size(tmp_path, with_others):
+    from matplotlib.image import imread
+
+    path = tmp_path / "compare.png"
+    assert save_plot(hand_comparison(with_others), path) == (1200, 800)
+    data = path.read_bytes()
+    # A PNG starts with its 8-byte signature, then the IHDR chunk: length, "IHDR", width, height (big-endian).
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    assert struct.unpack(">II", data[16:24]) == (1200, 800)
+    assert imread(path).shape[:2] == (800, 1200)
