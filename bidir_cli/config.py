@@ -96,8 +96,10 @@ class SourceConfig(Section):
 class DataConfig(Section):
     train: list[SourceConfig] = Field(min_length=1)
     """One or more training sources; several train as a multi-dataset (one source per batch)."""
-    sampling: Literal["proportional", "round_robin"] = "proportional"
-    """How batches are drawn across several sources (sentence-transformers' multi-dataset samplers)."""
+    sampling: Literal["proportional", "round_robin", "concatenate"] = "proportional"
+    """How several sources train: ``proportional`` or ``round_robin`` draw each batch from one source
+    (sentence-transformers' multi-dataset samplers); ``concatenate`` joins them into one dataset, so that
+    a batch mixes sources (they must have the same number of hard-negative columns)."""
     eval_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     """Fraction of each source held out to report the loss on at ``training.eval_steps`` (0 = none)."""
 

@@ -42,26 +42,26 @@ class Source:
 @dataclass
 class TrainingData:
     sources: list[Source] = field(default_factory=list)
+    concatenate: bool = False
+
+    def _combine(self, datasets: dict[str, Any]):
+        from datasets import DatasetDict, concatenate_datasets
+
+        if len(datasets) == 1:
+            return next(iter(datasets.values()))
+        if self.concatenate:
+            return concatenate_datasets(list(datasets.values()))
+        return DatasetDict(datasets)
 
     @property
     def train(self):
-        """One Dataset, or a DatasetDict of sources for multi-dataset training."""
-        from datasets import DatasetDict
-
-        if len(self.sources) == 1:
-            return self.sources[0].dataset
-        return DatasetDict({s.name: s.dataset for s in self.sources})
+        """One Dataset (one source, or all concatenated), or a DatasetDict for multi-dataset training."""
+        return self._combine({s.name: s.dataset for s in self.sources})
 
     @property
     def eval(self):
-        from datasets import DatasetDict
-
-        held_out = [s for s in self.sources if s.eval_dataset is not None]
-        if not held_out:
-            return None
-        if len(self.sources) == 1:
-            return held_out[0].eval_dataset
-        return DatasetDict({s.name: s.eval_dataset for s in held_out})
+        held_out = {s.name: s.eval_dataset for s in self.sources if s.eval_dataset is not None}
+        return self._combine(held_out) if held_out else None
 
     @property
     def rows(self) -> int:
@@ -269,9 +269,12 @@ def load_training_data(cfg: DataConfig, base_dir: Path, seed: int) -> TrainingDa
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise InputError(f"data.train: several sources are named {', '.join(duplicates)}; give each a distinct name")
+    if cfg.sampling == "concatenate" and len({s.num_negatives for s in sources}) > 1:
+        counts = ", ".join(f"{s.name}: {s.num_negatives}" for s in sources)
+        raise InputError(f"data.sampling: concatenate needs the same number of negative columns in every source ({counts})")
     if cfg.eval_fraction > 0:
         for s in sources:
             split = s.dataset.train_test_split(test_size=cfg.eval_fraction, seed=seed)
             s.dataset, s.eval_dataset = split["train"], split["test"]
             s.identity["eval_rows"] = len(s.eval_dataset)
-    return TrainingData(sources)
+    return TrainingData(sources, concatenate=cfg.sampling == "concatenate")

@@ -74,11 +74,13 @@ def check_same_config(run: RunDir, cfg: Config) -> None:
 
 
 def check_batch_size(cfg: Config, data) -> None:
-    for source in data.sources:
-        if cfg.training.batch_size > len(source.dataset):
+    sizes = [(s.name, len(s.dataset)) for s in data.sources]
+    if data.concatenate:
+        sizes = [("+".join(name for name, _ in sizes), sum(n for _, n in sizes))]
+    for name, rows in sizes:
+        if cfg.training.batch_size > rows:
             raise InputError(
-                f"training.batch_size: {cfg.training.batch_size} is larger than training source "
-                f"{source.name!r} ({len(source.dataset)} rows)"
+                f"training.batch_size: {cfg.training.batch_size} is larger than training source {name!r} ({rows} rows)"
             )
 
 
@@ -278,7 +280,7 @@ def make_trainer(cfg: Config, model, loss, data, run: RunDir):
             fp16=t.precision == "fp16",
             bf16=t.precision == "bf16",
             batch_sampler=t.batch_sampler,
-            multi_dataset_batch_sampler=cfg.data.sampling,
+            multi_dataset_batch_sampler="proportional" if cfg.data.sampling == "concatenate" else cfg.data.sampling,
             logging_steps=t.logging_steps,
             save_strategy="steps",
             save_steps=t.save_steps,

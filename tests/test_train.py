@@ -212,6 +212,20 @@ def test_multi_dataset_training_with_hard_negatives(tmp_path):
     assert [(s["name"], s["rows"], s["negatives"]) for s in sources] == [("pairs", 64, 0), ("hard", 48, 1)]
 
 
+def test_concatenated_sources_train_as_one_dataset(tmp_path):
+    write_pairs(tmp_path / "more.jsonl", n=16, seed=2)
+    config = tiny_config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["data"] = {"train": [{"source": "pairs.jsonl"}, {"source": "more.jsonl"}], "sampling": "concatenate"}
+    data["training"]["max_steps"] = None  # one epoch of 80 rows at batch 8: 10 steps
+    config.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    result = run_train(str(config), "--output-dir", str(out))
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["train"]["steps"] == 10 and meta["data"]["rows"] == 80
+
+
 # Training configs: everything under configs/ but the eval suite files (validated by the eval tests).
 SHIPPED_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "suites" not in p.parts)
 
