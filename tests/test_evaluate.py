@@ -1,0 +1,354 @@
+"""``bidir eval``: every metric against sentence-transformers' InformationRetrievalEvaluator, hand-computed
+answers, the embedding cache, run directories, NanoBEIR copies, mteb, and bad input at the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+
+import pytest
+from conftest import random_sentence
+from test_retrieval import write_beir, write_nanobeir_copy
+from typer.testing import CliRunner
+
+from bidir_cli.cli import app
+from bidir_cli.results import METRIC_NAMES, EvalResult
+
+runner = CliRunner()
+
+
+def bidir_eval(*args: str):
+    return runner.invoke(app, ["eval", *map(str, args)])
+
+
+def make_collection(seed: int = 0, docs: int = 150, queries: int = 12) -> tuple[list, list, list]:
+    """Distinct random texts; most relevant documents share words with their query, so a model finds some.
+
+    Ids are ``d*`` and ``q*``: no document id equals a query id (that case has its own test).
+    """
+    rng = random.Random(seed)
+    texts: set[str] = set()
+
+    def fresh(prefix: str = "") -> str:
+        while True:
+            text = (prefix + " " + random_sentence(rng)).strip()
+            if text not in texts:
+                texts.add(text)
+                return text
+
+    query_list = [{"_id": f"q{i}", "text": fresh()} for i in range(queries)]
+    corpus, qrels = [], []
+    for q in query_list[:-1]:  # the last query has no judgement: counted, not evaluated
+        for _ in range(rng.randint(1, 4)):
+            doc_id = f"d{len(corpus)}"
+            corpus.append({"_id": doc_id, "title": "", "text": fresh(q["text"] if rng.random() < 0.6 else "")})
+            qrels.append((q["_id"], doc_id, rng.choice([1, 2, 0])))  # 0: judged not relevant
+    while len(corpus) < docs:
+        title = fresh() if len(corpus) % 3 == 0 else ""
+        corpus.append({"_id": f"d{len(corpus)}", "title": title, "text": fresh()})
+    rng.shuffle(corpus)
+    return corpus, query_list, qrels
+
+
+def ir_evaluator(model, corpus: list[dict], queries: list[dict], qrels: list[tuple]) -> dict[str, float]:
+    """The reference: sentence-transformers' evaluator on dicts built here from the raw records."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    docs = {d["_id"]: f"{d['title']} {d['text']}" if d.get("title") else d["text"] for d in corpus}
+    relevant: dict[str, set[str]] = {}
+    for query_id, doc_id, score in qrels:
+        if score > 0 and doc_id in docs:
+            relevant.setdefault(query_id, set()).add(doc_id)
+    evaluator = InformationRetrievalEvaluator(
+        {q["_id"]: q["text"] for q in queries},
+        docs,
+        relevant,
+        precision_recall_at_k=[1, 3, 5, 10, 100],  # Recall@100 as bidir reports it
+        batch_size=64,
+    )
+    scores = evaluator(model)
+    return {name: scores[f"{model.similarity_fn_name}_{name}"] for name in METRIC_NAMES}
+
+
+def dcg(gains: list[int]) -> float:
+    return sum(g / math.log2(i + 2) for i, g in enumerate(gains))
+
+
+def test_every_metric_equals_information_retrieval_evaluator(tmp_path, tiny_bert, tiny_bert_path):
+    corpus, queries, qrels = make_collection()
+    folder = write_beir(tmp_path / "tiny", corpus, queries, qrels)
+
+    result = bidir_eval(tiny_bert_path, "--suite", folder, "--output", tmp_path / "out.json", "--no-cache")
+    assert result.exit_code == 0, result.stderr
+    [ours] = EvalResult.load(tmp_path / "out.json").datasets.values()
+
+    reference = ir_evaluator(tiny_bert, corpus, queries, qrels)
+    assert 0 < reference["ndcg@10"] < 1 and 0 < reference["recall@100"] < 1  # a case where ranks matter
+    for name in METRIC_NAMES:
+        assert ours.metrics[name] == pytest.approx(reference[name], abs=1e-6), name
+        per_query = ours.per_query[name]
+        assert len(per_query) == len(ours.query_ids)
+        assert sum(per_query) / len(per_query) == pytest.approx(ours.metrics[name], abs=1e-12)
+    evaluated = {q for q, _, score in qrels if score > 0}
+    assert set(ours.query_ids) == evaluated and ours.counts["queries"] == len(evaluated)
+    assert ours.counts["queries_without_relevant"] == len(queries) - len(evaluated)
+
+
+def test_ndcg_of_a_known_ranking(tmp_path, tiny_bert_path):
+    # Documents a, b and c repeat q1's text: they score highest and tie, so ids order them a, b, c. Only c is
+    # relevant, at rank 3: nDCG@10 = (1/log2 4) / 1 = 0.5, MRR@10 = 1/3. For q2, d repeats its text and is
+    # its only relevant known document (the qrels' z is not in the corpus): nDCG@10 = MRR@10 = 1.
+    rng = random.Random(3)
+    corpus = [
+        {"_id": "b", "text": "red cat sits"},
+        {"_id": "c", "text": "red cat sits"},
+        {"_id": "a", "text": "red cat sits"},
+        {"_id": "d", "text": "old river flows"},
+        *({"_id": f"x{i}", "text": random_sentence(rng, 6)} for i in range(20)),
+    ]
+    queries = [{"_id": "q1", "text": "red cat sits"}, {"_id": "q2", "text": "old river flows"}]
+    folder = write_beir(tmp_path / "known", corpus, queries, [("q1", "c", 1), ("q2", "d", 1), ("q2", "z", 1)])
+
+    result = bidir_eval(tiny_bert_path, "--suite", folder, "--output", tmp_path / "out.json", "--no-cache")
+    assert result.exit_code == 0, result.stderr
+    ours = EvalResult.load(tmp_path / "out.json").datasets["known"]
+    assert ours.query_ids == ["q1", "q2"]
+    assert ours.per_query["ndcg@10"] == pytest.approx([dcg([0, 0, 1]) / dcg([1]), 1.0], abs=1e-9)
+    assert ours.per_query["ndcg@10"][0] == pytest.approx(0.5, abs=1e-9)
+    assert ours.per_query["mrr@10"] == pytest.approx([1 / 3, 1.0], abs=1e-9)
+    assert ours.metrics["ndcg@10"] == pytest.approx(0.75, abs=1e-9)
+    assert ours.counts["qrels_unknown_document"] == 1
+    assert "dropped 1 qrels rows naming unknown documents" in result.stderr
+
+
+def test_a_document_whose_id_equals_a_query_id_is_retrieved(tmp_path, tiny_bert, tiny_bert_path):
+    # The classic collections number queries and documents from 1. Query 1's text is document 1's, so
+    # document 1 ranks first; skipping it (as BEIR/TREC tools may) would give query 1 nDCG@10 = 0.
+    import numpy as np
+
+    rng = random.Random(5)
+    corpus = [{"_id": str(i), "text": random_sentence(rng, 5)} for i in range(1, 31)]
+    queries = [{"_id": "1", "text": corpus[0]["text"]}, {"_id": "2", "text": random_sentence(rng, 4)}]
+    qrels = [("1", "1", 1), ("2", "2", 1), ("2", "7", 1)]
+    folder = write_beir(tmp_path / "classic", corpus, queries, qrels)
+
+    result = bidir_eval(tiny_bert_path, "--suite", folder, "--output", tmp_path / "out.json", "--no-cache")
+    assert result.exit_code == 0, result.stderr
+    ours = EvalResult.load(tmp_path / "out.json").datasets["classic"]
+
+    # By hand: cosine similarities, ranking by (score desc, id asc), binary nDCG@10.
+    docs = tiny_bert.encode([d["text"] for d in corpus])
+    docs = docs / np.linalg.norm(docs, axis=1, keepdims=True)
+    expected = []
+    for q in queries:
+        v = tiny_bert.encode(q["text"])
+        scores = docs @ (v / np.linalg.norm(v))
+        ranking = sorted(range(len(corpus)), key=lambda i: (-scores[i], corpus[i]["_id"]))[:10]
+        relevant = {d for qid, d, _ in qrels if qid == q["_id"]}
+        gains = [int(corpus[i]["_id"] in relevant) for i in ranking]
+        expected.append(dcg(gains) / dcg([1] * min(len(relevant), 10)))
+    assert expected[0] == pytest.approx(1.0)
+    assert ours.per_query["ndcg@10"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_search_breaks_ties_by_document_id_across_chunks(monkeypatch):
+    import torch
+
+    from bidir_cli import evaluate
+
+    gen = torch.Generator().manual_seed(0)
+    corpus = torch.randint(0, 3, (57, 4), generator=gen).float()  # few distinct dot products: many ties
+    queries = torch.randint(0, 3, (6, 4), generator=gen).float()
+    ids = [f"doc{i:02d}" if i % 2 else str(i) for i in range(57)]  # string order is not index order
+    scores = (queries @ corpus.T).tolist()
+    expected = [sorted(range(57), key=lambda j: (-row[j], ids[j]))[:10] for row in scores]
+    for chunk in (57, 8, 3):
+        monkeypatch.setattr(evaluate, "CORPUS_CHUNK_SIZE", chunk)
+        assert evaluate.search(queries, corpus, lambda a, b: a @ b.T, ids, top_k=10) == expected, chunk
+
+
+def test_metrics_of_one_ranking_by_hand():
+    from bidir_cli.evaluate import query_metrics
+
+    ranking = ["n1", "r1", "n2", "r2"] + [f"n{i}" for i in range(3, 99)] + ["r3"]  # r3 at rank 101: not counted
+    m = query_metrics(ranking, {"r1", "r2", "r3"})
+    assert m["ndcg@10"] == pytest.approx(
+        (1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3) + 1 / math.log2(4))
+    )
+    assert m["mrr@10"] == pytest.approx(1 / 2)
+    assert m["map@100"] == pytest.approx((1 / 2 + 2 / 4) / 3)
+    assert (m["recall@1"], m["recall@3"], m["recall@5"], m["recall@100"]) == pytest.approx((0, 1 / 3, 2 / 3, 2 / 3))
+    assert (m["precision@1"], m["precision@3"], m["precision@10"]) == pytest.approx((0, 1 / 3, 2 / 10))
+    assert (m["accuracy@1"], m["accuracy@3"]) == (0.0, 1.0)
+
+
+def test_cache_is_used_and_changes_nothing(tmp_path, tiny_bert_path):
+    corpus, queries, qrels = make_collection(seed=1, docs=60)
+    folder = write_beir(tmp_path / "tiny", corpus, queries, qrels)
+    cache = tmp_path / "cache"
+
+    cold = bidir_eval(tiny_bert_path, "--suite", folder, "--cache-dir", cache, "--output", tmp_path / "cold.json")
+    warm = bidir_eval(tiny_bert_path, "--suite", folder, "--cache-dir", cache, "--output", tmp_path / "warm.json")
+    assert cold.exit_code == warm.exit_code == 0
+    assert "from the cache" not in cold.stderr and "corpus embeddings read from the cache" in warm.stderr
+    assert len(list(cache.glob("*.npy"))) == 1
+    cold_result = EvalResult.load(tmp_path / "cold.json").datasets["tiny"]
+    warm_result = EvalResult.load(tmp_path / "warm.json").datasets["tiny"]
+    assert (cold_result.extra["embedding_cache"], warm_result.extra["embedding_cache"]) == ("miss", "hit")
+    assert warm_result.per_query == cold_result.per_query
+
+    # Another truncation is another key: encoded afresh, cached beside the first.
+    truncated = bidir_eval(tiny_bert_path, "--suite", folder, "--cache-dir", cache, "--truncate-dim", 16)
+    assert truncated.exit_code == 0 and "from the cache" not in truncated.stderr
+    assert len(list(cache.glob("*.npy"))) == 2
+
+
+def test_run_directory_gets_its_eval_file(tmp_path, tiny_bert_path):
+    run = tmp_path / "runs" / "r1"
+    shutil.copytree(tiny_bert_path, run / "model")
+    (run / "meta.json").write_text(json.dumps({"status": "completed"}))
+    corpus, queries, qrels = make_collection(seed=2, docs=40)
+    folder = write_beir(tmp_path / "mini", corpus, queries, qrels)
+
+    result = bidir_eval(run, "--suite", folder, "--no-cache")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.relative_to(run).as_posix() for p in (run / "eval").rglob("*")) == ["eval/mini.json"]
+    saved = EvalResult.load(run / "eval" / "mini.json")
+    assert saved.suite["name"] == "mini" and list(saved.datasets) == ["mini"]
+    assert saved.model["path"] == str((run / "model").resolve()) and len(saved.model["fingerprint"]) == 64
+    assert saved.settings["batch_size"] == 64 and saved.settings["device"] == "cpu"
+    assert {"bidir", "sentence-transformers", "transformers", "torch", "python"} <= set(saved.versions)
+    dataset = saved.datasets["mini"]
+    assert dataset.counts["corpus"] == 40 and dataset.time_s > 0 and len(dataset.hash) == 64
+    assert set(dataset.per_query) == set(METRIC_NAMES)
+    # The table on standard output: the dataset's row with its nDCG@10.
+    assert "mini" in result.stdout and f"{dataset.metrics['ndcg@10']:.4f}" in result.stdout
+
+
+def test_suite_file_table_has_a_mean_row(tmp_path, tiny_bert_path):
+    for seed, name in ((3, "one"), (4, "two")):
+        write_beir(tmp_path / name, *make_collection(seed=seed, docs=30))
+    (tmp_path / "pair.yaml").write_text("name: pair\ndatasets:\n  one: one\n  two: two\n")
+    result = bidir_eval(
+        tiny_bert_path, "--suite", tmp_path / "pair.yaml", "--output", tmp_path / "o.json", "--no-cache"
+    )
+    assert result.exit_code == 0, result.stderr
+    saved = EvalResult.load(tmp_path / "o.json")
+    mean = (saved.datasets["one"].metrics["ndcg@10"] + saved.datasets["two"].metrics["ndcg@10"]) / 2
+    assert saved.to_dict()["mean"]["ndcg@10"] == pytest.approx(mean)
+    assert any(line.split()[1:2] == ["mean"] and f"{mean:.4f}" in line for line in result.stdout.splitlines())
+
+
+def test_nanobeir_copy_matches_information_retrieval_evaluator(tmp_path, tiny_bert, tiny_bert_path):
+    corpus, queries, qrels = make_collection(seed=6, docs=50)
+    tables = {
+        "corpus": [{"_id": d["_id"], "text": d["text"]} for d in corpus],  # the hub's corpus has no title
+        "queries": queries,
+        "qrels": [{"query-id": q, "corpus-id": d} for q, d, score in qrels if score > 0],
+    }
+    copy = write_nanobeir_copy(tmp_path / "NanoBEIR-en", {"NanoSciFact": tables, "NanoArguAna": tables})
+    result = bidir_eval(
+        tiny_bert_path, "--suite", copy, "--datasets", "scifact", "--output", tmp_path / "o.json", "--no-cache"
+    )
+    assert result.exit_code == 0, result.stderr
+    saved = EvalResult.load(tmp_path / "o.json")
+    assert saved.suite["name"] == "nanobeir" and list(saved.datasets) == ["NanoSciFact"]
+    reference = ir_evaluator(tiny_bert, tables["corpus"], queries, qrels)
+    assert saved.datasets["NanoSciFact"].metrics["ndcg@10"] == pytest.approx(reference["ndcg@10"], abs=1e-6)
+
+
+def test_nanobeir_without_the_hub_fails_fast_saying_what_to_do(tmp_path, tiny_bert_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "empty-cache")  # no cached copy to find
+    start = time.perf_counter()
+    result = bidir_eval(tiny_bert_path, "--datasets", "scifact")  # --suite nanobeir is the default
+    assert time.perf_counter() - start < 20
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("bidir: error: could not load sentence-transformers/NanoBEIR-en")
+    assert "local copy" in line and "--suite NanoBEIR-en" in line and "BEIR folder" in line
+
+
+def test_mteb_backend_agrees_and_is_shown_beside_ours(tmp_path, tiny_bert_path):
+    corpus, queries, qrels = make_collection(seed=7, docs=80)
+    folder = write_beir(tmp_path / "tiny", corpus, queries, qrels)
+    result = bidir_eval(
+        tiny_bert_path, "--suite", folder, "--backend", "mteb", "--no-cache", "--output", tmp_path / "o.json"
+    )
+    assert result.exit_code == 0, result.stderr
+    dataset = EvalResult.load(tmp_path / "o.json").datasets["tiny"]
+    assert abs(dataset.extra["mteb"]["ndcg@10"] - dataset.metrics["ndcg@10"]) < 0.002
+    assert "mteb ndcg@10" in result.stdout and f"{dataset.extra['mteb']['ndcg@10']:.4f}" in result.stdout
+
+
+def bad_input(*args) -> str:
+    """Run bidir eval expecting exit status 2 and one line on standard error; return that line."""
+    result = bidir_eval(*args)
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("bidir: error: ")
+    return line
+
+
+def test_bad_input_gives_one_clear_line_and_status_2(tmp_path, tiny_bert_path):
+    corpus, queries, qrels = make_collection(seed=8, docs=20)
+    good = write_beir(tmp_path / "good", corpus, queries, qrels)
+
+    no_qrels = write_beir(tmp_path / "no_qrels", corpus, queries, qrels)
+    (no_qrels / "qrels" / "test.tsv").unlink()
+    assert "missing qrels/test.tsv" in bad_input(tiny_bert_path, "--suite", no_qrels)
+
+    broken = write_beir(tmp_path / "broken", corpus, queries, qrels)
+    with open(broken / "queries.jsonl", "a") as f:
+        f.write("{not json}\n")
+    line = bad_input(tiny_bert_path, "--suite", broken)
+    assert f"queries.jsonl line {len(queries) + 1}: not valid JSON" in line
+
+    no_relevant = write_beir(tmp_path / "no_relevant", corpus, queries, [(q, "nowhere", 1) for q, _, _ in qrels])
+    assert "no query has a relevant document" in bad_input(tiny_bert_path, "--suite", no_relevant)
+
+    assert "no such file or folder" in bad_input(tiny_bert_path, "--suite", tmp_path / "nope")
+    assert "--datasets: nope not in suite 'good'" in bad_input(tiny_bert_path, "--suite", good, "--datasets", "nope")
+    assert "no such model folder" in bad_input(tmp_path / "no-model", "--suite", good)
+    assert "--backend: 'faiss' is not one of bidir, mteb" in bad_input(
+        tiny_bert_path, "--suite", good, "--backend", "faiss"
+    )
+
+
+def test_unknown_documents_and_unjudged_queries_are_counted_not_fatal(tmp_path, tiny_bert_path):
+    corpus, queries, qrels = make_collection(seed=9, docs=30)
+    folder = write_beir(tmp_path / "loose", corpus, queries, [*qrels, ("q0", "ghost", 1), ("q99", corpus[0]["_id"], 1)])
+    result = bidir_eval(tiny_bert_path, "--suite", folder, "--output", tmp_path / "o.json", "--no-cache")
+    assert result.exit_code == 0, result.stderr
+    counts = EvalResult.load(tmp_path / "o.json").datasets["loose"].counts
+    assert counts["qrels_unknown_document"] == 1 and counts["qrels_unknown_query"] == 1
+    assert counts["queries_without_relevant"] >= 1
+    assert "loose: dropped 1 qrels rows naming unknown documents, e.g." in result.stderr
+    assert "loose: dropped 1 qrels rows naming unknown queries, e.g." in result.stderr
+    assert "queries have no relevant document: not evaluated" in result.stderr
+
+
+@pytest.mark.slow
+def test_minilm_on_a_shared_collection_equals_information_retrieval_evaluator(tmp_path, minilm_path, shared_data):
+    from sentence_transformers import SentenceTransformer
+
+    folder = shared_data / "eval" / "medline"
+    corpus = [json.loads(line) for line in open(folder / "corpus.jsonl")]
+    queries = [json.loads(line) for line in open(folder / "queries.jsonl")]
+    rows = [line.rstrip("\n").split("\t") for line in open(folder / "qrels" / "test.tsv")][1:]
+    qrels = [(q, d, int(s)) for q, d, s in rows]
+
+    result = bidir_eval(minilm_path, "--suite", folder, "--output", tmp_path / "o.json", "--no-cache")
+    assert result.exit_code == 0, result.stderr
+    ours = EvalResult.load(tmp_path / "o.json").datasets["medline"]
+    assert ours.counts["corpus"] == 1033 and ours.counts["queries"] == 30
+
+    reference = ir_evaluator(SentenceTransformer(str(minilm_path), device="cpu"), corpus, queries, qrels)
+    assert reference["ndcg@10"] == pytest.approx(0.788, abs=1e-3)  # the figure in shared/data/README.md
+    for name in METRIC_NAMES:
+        assert ours.metrics[name] == pytest.approx(reference[name], abs=1e-6), name
