@@ -271,7 +271,9 @@ def load_training_data(cfg: DataConfig, base_dir: Path, seed: int) -> TrainingDa
         raise InputError(f"data.train: several sources are named {', '.join(duplicates)}; give each a distinct name")
     if cfg.sampling == "concatenate" and len({s.num_negatives for s in sources}) > 1:
         counts = ", ".join(f"{s.name}: {s.num_negatives}" for s in sources)
-        raise InputError(f"data.sampling: concatenate needs the same number of negative columns in every source ({counts})")
+        raise InputError(
+            f"data.sampling: concatenate needs the same number of negative columns in every source ({counts})"
+        )
     if cfg.eval_fraction > 0:
         for s in sources:
             split = s.dataset.train_test_split(test_size=cfg.eval_fraction, seed=seed)

@@ -328,7 +328,8 @@ def _cache_parts(model: SentenceTransformer, dataset: RetrievalDataset, model_in
         "corpus": dataset.corpus_hash,
         "prompts": dict(model.prompts),
         "default_prompt_name": model.default_prompt_name,
-        "max_seq_length": getattr(model, "max_seq_length", None),
+        # StaticEmbedding reports an infinite max_seq_length, which JSON cannot hold.
+        "max_seq_length": seq if isinstance(seq := getattr(model, "max_seq_length", None), int) else None,
         "truncate_dim": settings["truncate_dim"],
         "precision": settings["precision"],
         "batch_size": settings["batch_size"],
@@ -421,7 +422,8 @@ def evaluate(
         "backend": backend,
         "device": str(model.device),
         "similarity": model.similarity_fn_name,
-        "max_seq_length": getattr(model, "max_seq_length", None),
+        # StaticEmbedding reports an infinite max_seq_length, which JSON cannot hold.
+        "max_seq_length": seq if isinstance(seq := getattr(model, "max_seq_length", None), int) else None,
         "prompts": dict(model.prompts),
         "top_k": TOP_K,
         "embedding_cache": str(cache.root) if cache else None,

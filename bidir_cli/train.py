@@ -52,6 +52,7 @@ def train_command(
     data = load_training_data(cfg.data, base_dir, cfg.training.seed)
     check_batch_size(cfg, data)
     suite = resolve_eval_suite(cfg, base_dir)
+    check_eval_suite(suite, cfg.evaluation.datasets)
     if dry_run:
         print_dry_run(cfg, data, run_path)
         return None
@@ -101,6 +102,20 @@ def resolve_eval_suite(cfg: Config, base_dir: Path) -> str | None:
     return str(path.resolve())
 
 
+def check_eval_suite(suite: str | None, datasets: list[str] | None) -> None:
+    """Load the evaluation data now (or check the hub for NanoBEIR), so a bad suite fails before training."""
+    from .retrieval import resolve_suite
+
+    if suite is None:
+        return
+    chosen = resolve_suite(suite).select(",".join(datasets) if datasets else None)
+    if suite == "nanobeir":
+        if chosen.before_load:
+            chosen.before_load()
+    else:
+        chosen.load()
+
+
 def print_dry_run(cfg: Config, data, run_path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -140,7 +155,7 @@ def train(
             run.train_log.unlink()
         elif checkpoint is not None:
             truncate_log(run.train_log, int(checkpoint.name.removeprefix("checkpoint-")))
-    trainer = make_trainer(cfg, model, loss, data, run)
+    trainer = make_trainer(cfg, model, loss, data, run, suite)
     meta = {
         "status": "running",
         "name": cfg.name,
@@ -177,9 +192,12 @@ def train(
         save_model(model, run.model)
         record(run, meta, trainer, started, "running")  # training done, evaluation to come
         if suite is not None:
-            from .evaluate import evaluate_into_run
+            from .evaluate import eval_command
 
-            evaluate_into_run(run, suite, datasets=cfg.evaluation.datasets, batch_size=cfg.evaluation.batch_size)
+            # A freshly trained model is rarely evaluated twice: skip the corpus-embedding cache.
+            datasets = ",".join(cfg.evaluation.datasets) if cfg.evaluation.datasets else None
+            eval_command(str(run.path), suite=suite, datasets=datasets, batch_size=cfg.evaluation.batch_size,
+                         use_cache=False)  # fmt: skip
         meta = run.update_meta(status="completed", ended=now())
         print(f"bidir: run {cfg.name} completed in {meta['wall_time_s']:.1f} s: {run.path}", file=sys.stderr)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -248,7 +266,7 @@ def truncate_log(log: Path, step: int) -> None:
     atomic_write_text(log, "".join(line + "\n" for line in kept))
 
 
-def make_trainer(cfg: Config, model, loss, data, run: RunDir):
+def make_trainer(cfg: Config, model, loss, data, run: RunDir, suite: str | None):
     """SentenceTransformerTrainer with our arguments and callbacks (log file, progress on stderr)."""
     import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
@@ -301,9 +319,9 @@ def make_trainer(cfg: Config, model, loss, data, run: RunDir):
         raise InputError(f"training: invalid trainer arguments: {e}") from None
     evaluator = None
     if cfg.evaluation.during_training:
-        from .evaluate import TrainingEvaluator
+        from .training_eval import TrainingEvaluator
 
-        evaluator = TrainingEvaluator(cfg.evaluation)
+        evaluator = TrainingEvaluator(suite, cfg.evaluation.datasets, cfg.evaluation.batch_size)
     trainer = BidirTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval, loss=loss, evaluator=evaluator
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_train import ROOT, files_under, run_train, tiny_config, write_pairs
+from test_train import ROOT, files_under, run_train, tiny_config, write_beir, write_pairs
 from typer.testing import CliRunner
 
 from bidir_cli.cli import app
@@ -171,7 +171,14 @@ TRAIN_CASES = [
     ("resume-and-overwrite", with_args("--resume", "--overwrite"), "--resume and --overwrite exclude each other"),
     ("resume-nothing", with_args("--resume"), "no run to resume"),
     ("missing-config", lambda tmp_path: [str(tmp_path / "nope.yaml")], "nope.yaml: no such config file"),
+    ("eval-suite-without-qrels", lambda tmp_path: eval_suite_without_qrels(tmp_path), "qrels"),
 ]
+
+
+def eval_suite_without_qrels(tmp_path):
+    folder = write_beir(tmp_path / "beir")
+    (folder / "qrels" / "test.tsv").unlink()
+    return cfg_with(evaluation__suite="beir")(tmp_path)
 
 
 def assert_clean_refusal(result, expected: str) -> None:
@@ -194,6 +201,13 @@ def test_debug_shows_the_traceback(tmp_path):
     args = cfg_with(training__batch_size=0)(tmp_path)
     result = CliRunner().invoke(app, ["--debug", "train", *args, "--dry-run"])
     assert result.exit_code == 2 and "Traceback" in result.stderr
+
+
+def test_eval_of_a_beir_folder_without_qrels_is_refused(tmp_path, tiny_bert_path):
+    folder = write_beir(tmp_path / "beir")
+    (folder / "qrels" / "test.tsv").unlink()
+    result = CliRunner().invoke(app, ["eval", str(tiny_bert_path), "--suite", str(folder), "--no-cache"])
+    assert_clean_refusal(result, "qrels")
 
 
 # --- Results files given to compare --------------------------------------------------------------------------------

@@ -50,6 +50,20 @@ def tiny_config(tmp_path: Path, **sections) -> Path:
     return path
 
 
+def write_beir(folder: Path, n_queries: int = 6, n_docs: int = 20, seed: int = 0) -> Path:
+    """A tiny BEIR collection: query i's relevant document is doc i."""
+    rng = random.Random(seed)
+    (folder / "qrels").mkdir(parents=True)
+    docs = [{"_id": f"d{i}", "title": "", "text": f"doc {i} {random_sentence(rng)}"} for i in range(n_docs)]
+    queries = [{"_id": f"q{i}", "text": f"query {i} {random_sentence(rng)}"} for i in range(n_queries)]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(n_queries))
+    )
+    return folder
+
+
 def run_train(*args: str):
     result = CliRunner().invoke(app, ["train", *args])
     return result
@@ -60,11 +74,16 @@ def files_under(path: Path) -> set[str]:
 
 
 def test_run_leaves_exactly_the_documented_files(tmp_path):
-    config = tiny_config(tmp_path)
+    write_beir(tmp_path / "tiny-beir")
+    config = tiny_config(tmp_path, evaluation={"suite": "tiny-beir"})
     out = tmp_path / "runs" / "tiny"
     result = run_train(str(config), "--output-dir", str(out))
     assert result.exit_code == 0, result.output
-    assert files_under(out) == {"config.yaml", "meta.json", "train_log.jsonl", "checkpoints", "model"}
+    assert files_under(out) == {"config.yaml", "meta.json", "train_log.jsonl", "checkpoints", "model", "eval"}
+    assert files_under(out / "eval") == {"tiny-beir.json"}
+    evaluation = json.loads((out / "eval" / "tiny-beir.json").read_text())
+    assert len(evaluation["datasets"]["tiny-beir"]["per_query"]["ndcg@10"]) == 6
+    assert "tiny-beir" in result.stdout  # the results table goes to standard output
     assert files_under(out / "checkpoints") == {"checkpoint-2", "checkpoint-4", "checkpoint-6"}
     assert {"modules.json", "config_sentence_transformers.json"} <= files_under(out / "model")
     assert not list(out.rglob("*.tmp"))  # atomic writes left nothing behind
