@@ -45,8 +45,8 @@ PRECISIONS = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}
 
 # Ranks kept per query: the largest k of any metric (Recall@100, MAP@100).
 TOP_K = 100
-# Documents scored at once, as InformationRetrievalEvaluator's default corpus_chunk_size: with the same
-# chunking the similarity matrix is computed by the very same operation, so scores match bit for bit.
+# Documents scored at once (InformationRetrievalEvaluator's default corpus_chunk_size): one chunk's score
+# matrix is all the memory that search needs beyond the embeddings.
 CORPUS_CHUNK_SIZE = 50_000
 # Queries scored at once: bounds the score block to 2**27 floats (512 MiB) however many queries there are.
 SCORE_BLOCK_ELEMENTS = 2**27
@@ -668,7 +668,7 @@ def render(result: EvalResult, console: Console) -> None:
 
     with_mteb = any("mteb" in d.extra for d in result.datasets.values())
     columns = ["ndcg@10", "mrr@10", "map@100", "recall@10", "recall@100", "precision@1"]
-    table = Table(title=f"{result.model.get('name')} on {result.suite['name']}", title_justify="left")
+    table = Table()
     table.add_column("dataset")
     table.add_column("docs", justify="right")
     table.add_column("queries", justify="right")
@@ -680,7 +680,7 @@ def render(result: EvalResult, console: Console) -> None:
     table.add_column("time (s)", justify="right")
 
     def mteb_cells(ours: float, theirs: float | None) -> list[str]:
-        return ["-", "-"] if theirs is None else [f"{theirs:.4f}", f"{abs(ours - theirs):.4f}"]
+        return ["-", "-"] if theirs is None else [f"{theirs:.4f}", f"{abs(ours - theirs):.1e}"]
 
     for d in result.datasets.values():
         theirs = d.extra.get("mteb", {}).get("ndcg@10")
@@ -699,6 +699,7 @@ def render(result: EvalResult, console: Console) -> None:
             *(mteb_cells(mean["ndcg@10"], mteb_mean) if with_mteb else []),
             f"{sum(d.time_s for d in result.datasets.values()):.1f}",
         )
+    console.print(f"{result.model.get('name')} on {result.suite['name']}", highlight=False)
     console.print(table)
 
 

@@ -385,6 +385,7 @@ class Suite:
         source: What ``--suite`` named (``nanobeir``, a folder or a YAML file).
         loaders: Dataset name -> function loading it, in suite order.
         aliases: Other accepted spellings of dataset names for ``--datasets`` (lower case -> name).
+        before_load: Run once before loading (for the hub: fail fast when it cannot be reached).
     """
 
     name: str
