@@ -210,12 +210,17 @@ def is_beir_folder(path: Path) -> bool:
     return (path / "corpus.jsonl").is_file()
 
 
-def load_beir_folder(path: str | os.PathLike, name: str | None = None) -> RetrievalDataset:
-    """Load a folder in BEIR layout: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/test.tsv``."""
+def load_beir_folder(path: str | os.PathLike, name: str | None = None, qrels: str = "test") -> RetrievalDataset:
+    """Load a folder in BEIR layout: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<qrels>.tsv``.
+
+    ``qrels`` picks the judgement split (``test`` by default; e.g. ``train`` for a development set such as
+    SciFact's train claims). Only queries judged in that split are evaluated.
+    """
     path = Path(path)
-    missing = [f for f in BEIR_FILES if not (path / f).is_file()]
+    files = (*BEIR_FILES[:2], f"qrels/{qrels}.tsv")
+    missing = [f for f in files if not (path / f).is_file()]
     if missing:
-        raise InputError(f"{path}: not a BEIR folder: missing {', '.join(missing)} (expected {', '.join(BEIR_FILES)})")
+        raise InputError(f"{path}: not a BEIR folder: missing {', '.join(missing)} (expected {', '.join(files)})")
     problems: list[str] = []
     documents = [
         (str(obj["_id"]), obj.get("title") or "", obj["text"], loc)
@@ -225,7 +230,7 @@ def load_beir_folder(path: str | os.PathLike, name: str | None = None) -> Retrie
         (str(obj["_id"]), obj["text"], loc)
         for obj, loc in _read_jsonl(path / "queries.jsonl", ("_id", "text"), problems)
     ]
-    judgements = list(_read_qrels(path / "qrels/test.tsv", problems))
+    judgements = list(_read_qrels(path / files[2], problems))
     _raise_problems(str(path), problems)
     return build_dataset(name or path.name, str(path), documents, queries, judgements)
 
@@ -452,7 +457,8 @@ def _nanobeir_suite(source: str, before_load: Callable[[], None] | None = None) 
 
 
 def load_suite_file(path: str | os.PathLike) -> Suite:
-    """Load a suite YAML: ``name`` (default: the file name), ``description``, ``datasets`` (name -> BEIR folder).
+    """Load a suite YAML: ``name`` (default: the file name), ``description``, ``datasets``: name -> BEIR folder,
+    or name -> ``{path: FOLDER, qrels: SPLIT}`` to read ``qrels/SPLIT.tsv`` instead of ``qrels/test.tsv``.
 
     Relative folders are resolved against the YAML file's own folder, so a suite works from any directory.
     """
@@ -478,18 +484,23 @@ def load_suite_file(path: str | os.PathLike) -> Suite:
     if not isinstance(entries, dict) or not entries:
         problems.append("datasets: required, a mapping of dataset name -> BEIR folder")
         entries = {}
-    for name, folder in entries.items():
-        if not isinstance(folder, str):
-            problems.append(f"datasets.{name}: expected a folder path, got {type(folder).__name__}")
+    specs: dict[str, tuple[str, str]] = {}
+    for name, entry in entries.items():
+        if isinstance(entry, dict) and set(entry) <= {"path", "qrels"} and isinstance(entry.get("path"), str):
+            specs[str(name)] = (entry["path"], str(entry.get("qrels", "test")))
+        elif isinstance(entry, str):
+            specs[str(name)] = (entry, "test")
+        else:
+            problems.append(f"datasets.{name}: expected a folder path, or a mapping with path and qrels (a split name)")
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name:
         problems.append("name: expected a non-empty string")
     _raise_problems(str(path), [f"{path}: {p}" for p in problems], what="an invalid suite file")
 
-    def loader(dataset: str, folder: Path) -> Callable[[], RetrievalDataset]:
+    def loader(dataset: str, folder: Path, qrels: str) -> Callable[[], RetrievalDataset]:
         def load() -> RetrievalDataset:
             try:
-                return load_beir_folder(folder, dataset)
+                return load_beir_folder(folder, dataset, qrels=qrels)
             except InputError as e:
                 # Name the suite entry too: the folder alone does not say which line of the YAML to fix.
                 raise InputError(f"{path}: datasets.{dataset}: {e.args[0]}", problems=e.problems) from None
@@ -497,7 +508,8 @@ def load_suite_file(path: str | os.PathLike) -> Suite:
         return load
 
     base = path.resolve().parent
-    return Suite(name, str(path), {str(k): loader(str(k), base / Path(v).expanduser()) for k, v in entries.items()})
+    loaders = {k: loader(k, base / Path(folder).expanduser(), qrels) for k, (folder, qrels) in specs.items()}
+    return Suite(name, str(path), loaders)
 
 
 def _raise_problems(source: str, problems: list[str], what: str = "problems in the data") -> None:

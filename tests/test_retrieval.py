@@ -157,6 +157,19 @@ def test_suite_file_resolves_folders_against_its_own_location(tmp_path):
         suite.select("third")
 
 
+def test_suite_entry_can_read_another_qrels_split(tmp_path):
+    folder = write_beir(tmp_path / "data", CORPUS, QUERIES, [("q1", "d1", 1)])
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq2\td2\t1\nq4\td4\t2\n")
+    suite_file = tmp_path / "dev.yaml"
+    suite_file.write_text("datasets:\n  dev: {path: data, qrels: train}\n  test: data\n")
+    dev, test = resolve_suite(str(suite_file)).load()
+    assert dev.query_ids == ["q2", "q4"] and dev.relevant("q4") == {"4"}
+    assert test.query_ids == ["q1"]
+    (folder / "qrels" / "train.tsv").unlink()
+    with pytest.raises(InputError, match=r"datasets.dev: .*missing qrels/train.tsv"):
+        resolve_suite(str(suite_file)).load()
+
+
 def test_suite_file_problems_are_reported_together(tmp_path):
     suite_file = tmp_path / "bad.yaml"
     suite_file.write_text("nmae: x\ndatasets:\n  a: 3\n")
@@ -164,7 +177,7 @@ def test_suite_file_problems_are_reported_together(tmp_path):
         load_suite_file(suite_file)
     assert e.value.problems == [
         f"{suite_file}: nmae: unknown key (did you mean name?)",
-        f"{suite_file}: datasets.a: expected a folder path, got int",
+        f"{suite_file}: datasets.a: expected a folder path, or a mapping with path and qrels (a split name)",
     ]
 
 

