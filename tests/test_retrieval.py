@@ -159,7 +159,7 @@ def test_suite_file_resolves_folders_against_its_own_location(tmp_path):
 
 def test_suite_entry_can_read_another_qrels_split(tmp_path):
     folder = write_beir(tmp_path / "data", CORPUS, QUERIES, [("q1", "d1", 1)])
-    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq2\td2\t1\nq4\td4\t2\n")
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq2\td2\t1\nq4\t4\t2\n")
     suite_file = tmp_path / "dev.yaml"
     suite_file.write_text("datasets:\n  dev: {path: data, qrels: train}\n  test: data\n")
     dev, test = resolve_suite(str(suite_file)).load()
