@@ -426,8 +426,9 @@ def meta_rows(columns: list[Column]) -> list[MetaRow]:
 
     Settings are meta.json's ``seed``, ``loss``, ``data`` and ``config`` flattened to dotted keys
     (``loss.scale``, ``data.sources[0].hash``). A column's settings are the distinct values among
-    its runs; a key is shown when two columns' differ. ``config.X`` is not shown again when ``X``
-    shows the same values (the resolved config repeats the loss and data sections).
+    its runs; a key is shown when two columns that record it differ (a column without it, such as an
+    untrained base model with no loss or data, does not make every key a difference). ``config.X`` is
+    not shown again when ``X`` shows the same values (the resolved config repeats the loss and data sections).
     """
     rows = []
     for name, kind, keys in _MEASUREMENTS:
@@ -443,7 +444,8 @@ def meta_rows(columns: list[Column]) -> list[MetaRow]:
     settings: dict[str, dict[str, list[Any]]] = {}
     for key in keys:
         values = {name: [run.get(key) for run in runs] for name, runs in flat.items()}
-        distinct = {tuple(sorted({json.dumps(v, sort_keys=True) for v in vs})) for vs in values.values()}
+        recorded = [vs for vs in values.values() if any(v is not None for v in vs)]
+        distinct = {tuple(sorted({json.dumps(v, sort_keys=True) for v in vs})) for vs in recorded}
         if len(distinct) > 1:
             settings[key] = values
     for key, values in settings.items():

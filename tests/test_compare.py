@@ -267,6 +267,17 @@ def test_seed_groups_aggregate_by_hand(tmp_path, capsys):
     assert x["differences"]["b"]["ci_high"] - x["differences"]["b"]["ci_low"] > 0.1
 
 
+def test_a_column_that_records_no_setting_does_not_make_it_a_difference(tmp_path):
+    scores = {"X": [0.1, 0.2]}
+    trained = {"status": "completed", "seed": 1, "loss": {"name": "mnrl", "scale": 20.0}}
+    base = write_run(tmp_path / "base", scores, {"status": "completed", "seed": 1})  # an untrained model: no loss
+    a = write_run(tmp_path / "a", scores, trained)
+    b = write_run(tmp_path / "b", scores, {**trained, "loss": {"name": "mnbrl", "scale": 20.0}})
+    rows = {r["name"]: r for r in json.loads(cli(str(base), str(a), str(b), "--format", "json").stdout)["meta_rows"]}
+    assert "loss.name" in rows and rows["loss.name"]["values"]["base"] == [None]
+    assert "loss.scale" not in rows and "seed" not in rows  # the same wherever recorded
+
+
 def test_meta_rows_show_measurements_and_the_settings_that_differ(tmp_path):
     def meta(loss_name, data_hash, seed, wall):
         loss = {"name": loss_name, "scale": 20.0}
