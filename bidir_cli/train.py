@@ -151,9 +151,9 @@ def train(
     if is_main_process():
         start_run(run, overwrite=overwrite)
         atomic_write_text(run.config, config_to_yaml(cfg))
-        if checkpoint is None and run.train_log.exists():
-            run.train_log.unlink()
-        elif checkpoint is not None:
+        if checkpoint is None:
+            run.train_log.write_text("")  # every run has a log, even one too short for a logging step
+        else:
             truncate_log(run.train_log, int(checkpoint.name.removeprefix("checkpoint-")))
     trainer = make_trainer(cfg, model, loss, data, run, suite)
     meta = {

@@ -48,13 +48,15 @@ if [ "$QUICK" = 1 ]; then
     # 11 sources x 40 rows; tiny batches; 2 seeds (enough to exercise the seed groups).
     LIMITS=(); for i in $(seq 0 10); do LIMITS+=(--set "data.train.$i.limit=40"); done
     STATIC_BATCHES="32 64"; SEEDS="1 2"; SCALES="10 20 40"
-    STATIC_SIZE=(--set model.static.dim=64 --set training.learning_rate=0.1 "${LIMITS[@]}")
+    STATIC_SIZE=(--set model.static.dim=64 --set training.learning_rate=0.1 --set training.logging_steps=2 "${LIMITS[@]}"
+                 --set "evaluation.datasets=[cranfield,medline]")
     MINILM_SIZE=(--set training.batch_size=16 --set loss.mini_batch_size=8 --set training.max_steps=2
                  --set evaluation.datasets=[medline])
     MINILM_SEEDS="1"
+    BASE_DATASETS=(--datasets cranfield,medline)
 else
     STATIC_BATCHES="1024 8192"; SEEDS="1 2 3"; SCALES="10 20 40"
-    STATIC_SIZE=(); MINILM_SIZE=(); MINILM_SEEDS="1 2"
+    STATIC_SIZE=(); MINILM_SIZE=(); MINILM_SEEDS="1 2"; BASE_DATASETS=()
 fi
 
 static_tier() {
@@ -65,7 +67,7 @@ static_tier() {
         for scale in $SCALES; do
             train "scale-$loss-$scale" "$EXP/static-$loss.yaml" "${tok[@]}" "${STATIC_SIZE[@]}" \
                 --set "loss.scale=$scale" --set "training.batch_size=$first_batch" \
-                --set evaluation.suite=../suites/scifact-dev.yaml
+                --set evaluation.suite=../suites/scifact-dev.yaml --set evaluation.datasets=null
         done
     done
     python scripts/choose_scale.py "$OUT" $SCALES > "$OUT/scale_choice.json"
@@ -73,7 +75,7 @@ static_tier() {
     # 2. The untrained model, evaluated like the trained ones: what fine-tuning changed.
     if [ ! -f "$OUT/static-base/eval/shared-eval.json" ]; then
         python scripts/save_static_base.py "$EXP/static-mnrl.yaml" "$OUT/static-base" "${tok[@]}" "${STATIC_SIZE[@]}"
-        bidir eval "$OUT/static-base" --suite configs/suites/shared-eval.yaml --batch-size 256 --no-cache \
+        bidir eval "$OUT/static-base" --suite configs/suites/shared-eval.yaml "${BASE_DATASETS[@]}" --batch-size 256 --no-cache \
             > "$OUT/logs/static-base.log"
     fi
     # 3. Seeds x batch sizes at each loss's chosen scale.
