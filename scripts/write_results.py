@@ -73,6 +73,10 @@ def runs_of(runs: Path, pattern: str) -> list[Path]:
     return sorted(p for p in runs.glob(pattern) if (p / "meta.json").is_file())
 
 
+def sd(xs: list[float]) -> str:
+    return f" ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else ""
+
+
 def training_table(runs: Path, tier: str, losses: tuple[str, str]) -> list[str]:
     lines = ["| loss | runs | training wall time (s) | examples / s | steps |", "|---|---:|---:|---:|---:|"]
     for loss in losses:
@@ -83,7 +87,6 @@ def training_table(runs: Path, tier: str, losses: tuple[str, str]) -> list[str]:
         wall = [m["wall_time_s"] for m in metas]
         rate = [m["train"]["examples_per_second"] for m in metas]
         steps = sorted({m["train"]["steps"] for m in metas})
-        sd = lambda xs: f" ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else ""
         lines.append(
             f"| {loss} | {len(metas)} | {statistics.mean(wall):.1f}{sd(wall)} | {statistics.mean(rate):.1f}{sd(rate)} "
             f"| {', '.join(map(str, steps))} |"
