@@ -280,3 +280,26 @@ def test_torchrun_with_two_gloo_processes_completes_the_run(tmp_path):
     # 64 rows, 2 processes x 8 per batch: an epoch is 4 steps, so 6 steps are 1.5 epochs.
     assert meta["train"]["steps"] == 6 and meta["train"]["epochs"] == pytest.approx(1.5)
     assert [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()] == [2, 4, 6]
+
+
+def test_held_out_loss_and_retrieval_during_training_are_logged(tmp_path):
+    write_beir(tmp_path / "tiny-beir")
+    config = tiny_config(
+        tmp_path,
+        data={"train": [{"source": "pairs.jsonl"}], "eval_fraction": 0.25},
+        training={"eval_steps": 3},
+        evaluation={"suite": "tiny-beir", "during_training": True},
+    )
+    out = tmp_path / "run"
+    result = run_train(str(config), "--output-dir", str(out))
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["data"]["sources"][0]["rows"] == 64 and meta["data"]["sources"][0]["eval_rows"] == 16
+    evals = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines() if "eval_loss" in x]
+    assert [e["step"] for e in evals] == [3, 6]
+    for e in evals:
+        assert e["eval_loss"] > 0
+        assert 0 <= e["eval_tiny-beir_ndcg@10"] <= 1 and e["eval_mean_ndcg@10"] == e["eval_tiny-beir_ndcg@10"]
+    # The evaluator runs the same code as bidir eval: its last score equals the final evaluation's.
+    final = json.loads((out / "eval" / "tiny-beir.json").read_text())["datasets"]["tiny-beir"]["metrics"]["ndcg@10"]
+    assert evals[-1]["eval_tiny-beir_ndcg@10"] == pytest.approx(final, abs=1e-9)
