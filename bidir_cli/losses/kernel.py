@@ -58,7 +58,7 @@ class Layout:
         offset: this rank's first row among the world's queries.
         symmetric: True when ``X`` is the first 2B rows of ``Y`` (no gathering: W = B), so that a strip
             only computes columns from its own first row on and also fills later rows' sums.
-        rows: (2B,) indices into ``Y`` of the row embeddings: local queries, then local positives.
+        rows_start: (queries, positives): where this rank's B queries and B positives start in ``Y``.
         masked: (2B, K) the columns of ``Y`` left out of each row's partition (repeated to a common width).
         tiles: row ranges [lo, hi) of the strips, each within the query half or within the positive half.
     """
@@ -67,9 +67,15 @@ class Layout:
     local: int
     offset: int
     symmetric: bool
-    rows: Tensor
+    rows_start: tuple[int, int]
     masked: Tensor
     tiles: tuple[tuple[int, int], ...]
+
+    def rows(self, lo: int, hi: int) -> slice:
+        """The rows of ``Y`` that are rows [lo, hi) of ``X``; a strip never straddles the two halves."""
+        half = 0 if hi <= self.local else 1
+        start = self.rows_start[half] + lo - half * self.local
+        return slice(start, start + hi - lo)
 
     def first_column(self, lo: int) -> int:
         """The first column a strip starting at row ``lo`` computes."""
@@ -85,7 +91,6 @@ def make_layout(
 ) -> Layout:
     """The row indices, the masked columns and the strips for one loss computation."""
     own = torch.arange(local, device=device) + offset  # each local row's index among the world's queries
-    rows = torch.cat([own, world + own])  # q_i is Y[own_i]; d+_i is Y[W + own_i]
     # q_i leaves out itself (q->q); d+_i leaves out itself (d->d) and, with "same_query", its query's negatives.
     query_masked = own[:, None].expand(local, num_columns)
     columns = (
@@ -99,7 +104,9 @@ def make_layout(
         for half_start in (0, local)
         for lo in range(half_start, half_start + local, tile_rows)
     )
-    return Layout(world, local, offset, symmetric, rows, torch.cat([query_masked, doc_masked]), tiles)
+    # q_i is Y[offset + i] and d+_i is Y[W + offset + i].
+    rows_start = (offset, world + offset)
+    return Layout(world, local, offset, symmetric, rows_start, torch.cat([query_masked, doc_masked]), tiles)
 
 
 def _bounded(normalize: bool, scale: float, dtype: torch.dtype) -> bool:
@@ -123,7 +130,7 @@ def _strip(y: Tensor, x_scaled: Tensor, start: int, masked: Tensor, shift: Tenso
 
 
 class _JointLogPartition(torch.autograd.Function):
-    """log Z_i for each local row, from the column embeddings ``Y``; gradients flow to ``Y`` only."""
+    """Each local row's log Z_i, block log-partitions and positive logit from ``Y``; gradients flow to ``Y``."""
 
     @staticmethod
     def forward(ctx, y: Tensor, layout: Layout, scale: float, bounded: bool, cache: bool):
@@ -138,7 +145,7 @@ class _JointLogPartition(torch.autograd.Function):
         for lo, hi in layout.tiles:
             start = layout.first_column(lo)
             p, strip_shift = _strip(
-                y, y[layout.rows[lo:hi]] * scale, start, layout.masked[lo:hi], None if shift is None else shift[lo:hi]
+                y, y[layout.rows(lo, hi)] * scale, start, layout.masked[lo:hi], None if shift is None else shift[lo:hi]
             )
             shifts.append(strip_shift)
             split = max(num_queries - start, 0)
@@ -159,13 +166,15 @@ class _JointLogPartition(torch.autograd.Function):
             [segment_lse[:local, 1], segment_lse[:local, 0], segment_lse[local:, 0], segment_lse[local:, 1]], dim=1
         )
         log_z = torch.logsumexp(blocks, dim=1)
+        queries, positives = y[layout.rows(0, local)], y[layout.rows(local, 2 * local)]
+        positive = scale * (queries * positives).sum(dim=1)
         ctx.save_for_backward(y, shift, log_z)
         ctx.layout, ctx.scale, ctx.strips = layout, scale, strips
         ctx.mark_non_differentiable(blocks)
-        return log_z, blocks
+        return log_z, blocks, positive
 
     @staticmethod
-    def backward(ctx, grad_log_z: Tensor, _grad_blocks: Tensor | None):
+    def backward(ctx, grad_log_z: Tensor, _grad_blocks: Tensor | None, grad_positive: Tensor):
         y, shift, log_z = ctx.saved_tensors
         layout, scale = ctx.layout, ctx.scale
         strips, ctx.strips = ctx.strips, []  # consumed: a second backward pass recomputes
@@ -178,7 +187,7 @@ class _JointLogPartition(torch.autograd.Function):
             strips.reverse()
             for lo, hi in layout.tiles:
                 start = layout.first_column(lo)
-                x_scaled = y[layout.rows[lo:hi]] * scale
+                x_scaled = y[layout.rows(lo, hi)] * scale
                 if strips:
                     p = strips.pop()
                 else:
@@ -195,7 +204,14 @@ class _JointLogPartition(torch.autograd.Function):
                 torch.mm(p, y[start:], out=grad_x[lo:hi])
                 grad_y[start:].addmm_(p.T, x_scaled)
                 del p
-            grad_y.index_add_(0, layout.rows, grad_x.mul_(scale))
+            # The positive logit scale * q_i . d+_i, and the rows' own gradients, land in the rows' embeddings.
+            local = layout.local
+            queries, positives = layout.rows(0, local), layout.rows(local, 2 * local)
+            grad_x[:local].addcmul_(grad_positive[:, None], y[positives])
+            grad_x[local:].addcmul_(grad_positive[:, None], y[queries])
+            grad_x.mul_(scale)
+            grad_y[queries] += grad_x[:local]
+            grad_y[positives] += grad_x[local:]
         return grad_y, None, None, None, None
 
 
@@ -262,7 +278,4 @@ def _joint_log_partition(
     strip_elements = sum((hi - lo) * (width - layout.first_column(lo)) for lo, hi in layout.tiles)
     cache_bytes = CACHE_BYTES if cache_bytes is None else cache_bytes
     cache = needs_grad and strip_elements * y.element_size() <= cache_bytes
-    log_z, blocks = _JointLogPartition.apply(y, layout, scale, bounded, cache)
-    q, d = y[layout.rows[:local]], y[layout.rows[local:]]
-    positive = scale * (q * d).sum(dim=1)
-    return log_z, blocks, positive
+    return _JointLogPartition.apply(y, layout, scale, bounded, cache)
