@@ -263,6 +263,7 @@ def _joint_log_partition(
     if tile_rows is None:
         tile_rows = max(MIN_TILE_ROWS, TILE_BYTES // (width * y.element_size()))
     tile_rows = max(1, min(tile_rows, local))
+    tile_rows = math.ceil(local / math.ceil(local / tile_rows))  # even strips, not full ones and a sliver
     layout = make_layout(
         world,
         local,
