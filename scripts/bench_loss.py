@@ -2,7 +2,7 @@
 
 Usage::
 
-    PYTHONPATH=. python scripts/bench_loss.py                    # the full benchmark (about 25 minutes on 2 cores)
+    PYTHONPATH=. python scripts/bench_loss.py                    # the full benchmark (about 20 minutes on 2 cores)
     PYTHONPATH=. python scripts/bench_loss.py --quick            # small sizes only, a smoke test
     PYTHONPATH=. python scripts/bench_loss.py --no-train --batches 256 1024 --repeats 2
 
