@@ -7,8 +7,10 @@ from typing import Any, Literal
 
 import torch
 from sentence_transformers.base.losses.merged_forward import embed_columns
-from sentence_transformers.util import all_gather_with_grad, cos_sim, get_rank, similarity_fct_name
+from sentence_transformers.util import all_gather_with_grad, cos_sim, dot_score, get_rank, similarity_fct_name
 from torch import Tensor, nn
+
+from .kernel import joint_log_partition
 
 DocDocMask = Literal["same_query", "self"]
 DOC_DOC_MASKS: tuple[str, ...] = ("same_query", "self")
@@ -92,6 +94,11 @@ def _exclude(logits: Tensor, rows: Tensor, columns: Tensor) -> Tensor:
     return logits.index_put((rows, columns), logits.new_tensor(-torch.inf))
 
 
+# Similarity functions the tiled kernel computes itself: whether it normalises the embeddings first.
+# Any other callable takes the plain path below.
+KERNEL_SIMILARITIES: dict[Callable[[Tensor, Tensor], Tensor], bool] = {cos_sim: True, dot_score: False}
+
+
 def bidirectional_loss(
     queries: Tensor,
     docs: list[Tensor],
@@ -102,7 +109,11 @@ def bidirectional_loss(
     similarity_fct: Callable[[Tensor, Tensor], Tensor] = cos_sim,
     doc_doc_mask: DocDocMask = "same_query",
 ) -> tuple[Tensor, Tensor]:
-    """The joint-partition loss for this rank's rows, computed directly (the reference path).
+    """The joint-partition loss for this rank's rows.
+
+    Cosine and dot-product similarity go through the tiled kernel (:mod:`bidir_cli.losses.kernel`), which
+    never holds the whole logit matrix when it is large and skips the products that symmetry repeats; any other
+    ``similarity_fct`` goes through :func:`plain_bidirectional_loss`, the readable reference.
 
     Args:
         queries: (W, D) the world's queries.
@@ -116,6 +127,51 @@ def bidirectional_loss(
     Returns:
         The mean loss over local rows, and the detached partition diagnostics (:data:`PARTITION_STATS`),
         each averaged over local rows.
+    """
+    if doc_doc_mask not in DOC_DOC_MASKS:
+        raise ValueError(f"doc_doc_mask must be one of {DOC_DOC_MASKS}, got {doc_doc_mask!r}")
+    normalize = KERNEL_SIMILARITIES.get(similarity_fct)
+    if normalize is None:
+        return plain_bidirectional_loss(
+            queries,
+            docs,
+            local_batch_size=local_batch_size,
+            offset=offset,
+            scale=scale,
+            similarity_fct=similarity_fct,
+            doc_doc_mask=doc_doc_mask,
+        )
+    with torch.autocast(device_type=queries.device.type, enabled=False):
+        log_z, blocks, positive = joint_log_partition(
+            _upcast(queries),
+            [_upcast(d) for d in docs],
+            local_batch_size=local_batch_size,
+            offset=offset,
+            scale=scale,
+            normalize=normalize,
+            doc_doc_mask=doc_doc_mask,
+        )
+        loss = (log_z - positive).mean()
+        with torch.no_grad():
+            shares = torch.exp(blocks - log_z[:, None])
+            stats = torch.cat([shares, torch.exp(positive - log_z)[:, None]], dim=1).mean(dim=0)
+    return loss, stats
+
+
+def plain_bidirectional_loss(
+    queries: Tensor,
+    docs: list[Tensor],
+    *,
+    local_batch_size: int,
+    offset: int,
+    scale: float,
+    similarity_fct: Callable[[Tensor, Tensor], Tensor] = cos_sim,
+    doc_doc_mask: DocDocMask = "same_query",
+) -> tuple[Tensor, Tensor]:
+    """The joint-partition loss for this rank's rows, computed directly (the reference path).
+
+    Builds the four logit blocks with ``similarity_fct`` and autograd: about 18 bytes per logit. Same
+    arguments and return value as :func:`bidirectional_loss`.
     """
     with torch.autocast(device_type=queries.device.type, enabled=False):
         queries = _upcast(queries)
