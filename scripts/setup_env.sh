@@ -16,8 +16,14 @@ stamp="$BIDIR_VENV/.bidir-installed"
 want="$(sha256sum < "$BIDIR_ROOT/pyproject.toml" | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "bidir: installing dependencies into $BIDIR_VENV" >&2
-    python -m pip install -q --disable-pip-version-check --upgrade pip
-    python -m pip install -q --disable-pip-version-check "torch==2.13.0"
-    python -m pip install -q --disable-pip-version-check -e "$BIDIR_ROOT[dev]"
+    log="$BIDIR_VENV/install.log"
+    # The build backend's warnings would bury the test output: keep them in a log, shown only on failure.
+    if ! { python -m pip install --disable-pip-version-check --upgrade pip &&
+           python -m pip install --disable-pip-version-check "torch==2.13.0" &&
+           python -m pip install --disable-pip-version-check -e "$BIDIR_ROOT[dev]"; } > "$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "bidir: installation failed; the whole log is in $log" >&2
+        exit 1
+    fi
     echo "$want" > "$stamp"
 fi
