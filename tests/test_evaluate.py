@@ -262,8 +262,11 @@ def test_nanobeir_copy_matches_information_retrieval_evaluator(tmp_path, tiny_be
 
 def test_nanobeir_without_the_hub_fails_fast_saying_what_to_do(tmp_path, tiny_bert_path, monkeypatch):
     import datasets
+    from huggingface_hub import constants
 
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "empty-cache")  # no cached copy to find
+    # Empty caches: no copy downloaded earlier on this machine can stand in for the hub.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets-cache")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
     start = time.perf_counter()
     result = bidir_eval(tiny_bert_path, "--datasets", "scifact")  # --suite nanobeir is the default
     assert time.perf_counter() - start < 20
