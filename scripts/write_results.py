@@ -145,6 +145,15 @@ def main() -> None:
             body += [f"How the {bidir} partition splits across its blocks (train_log.jsonl, mean over seeds):", ""]
             body += shares + [""]
 
+    quick = "quick" in str(runs)
+    missing = [
+        title
+        for tier, title, *_ in TIERS
+        if ("(quick)" in title) == quick and not (runs / f"compare-{tier}.md").is_file()
+    ]
+    if missing:
+        summary += [f"Not run yet (no compare output in {runs}): {'; '.join(missing)}.", ""]
+
     scale = runs / "scale_choice.json"
     scale_lines = []
     if scale.is_file():
