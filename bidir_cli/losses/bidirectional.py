@@ -158,6 +158,22 @@ def bidirectional_loss(
     return loss, stats
 
 
+def gathered_loss(settings, anchors: Tensor, documents: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """This process's loss and diagnostics from its (anchor, document columns) embeddings, gathered across
+    processes when ``settings.gather_across_devices``; ``settings`` is either bidirectional loss, whose
+    ``scale``, ``similarity_fct`` and ``doc_doc_mask`` apply."""
+    queries, docs, offset = gather(anchors, documents, settings.gather_across_devices)
+    return bidirectional_loss(
+        queries,
+        docs,
+        local_batch_size=anchors.size(0),
+        offset=offset,
+        scale=settings.scale,
+        similarity_fct=settings.similarity_fct,
+        doc_doc_mask=settings.doc_doc_mask,
+    )
+
+
 def plain_bidirectional_loss(
     queries: Tensor,
     docs: list[Tensor],
@@ -310,16 +326,7 @@ class MultipleNegativesBidirectionalRankingLoss(nn.Module):
         """The loss from (anchor, positive, negative_1, ...) embeddings of this process's rows."""
         if len(embeddings) < 2:
             raise ValueError(f"Expected at least 2 embedding columns (anchor, positive), got {len(embeddings)}")
-        queries, docs, offset = gather(embeddings[0], list(embeddings[1:]), self.gather_across_devices)
-        loss, stats = bidirectional_loss(
-            queries,
-            docs,
-            local_batch_size=embeddings[0].size(0),
-            offset=offset,
-            scale=self.scale,
-            similarity_fct=self.similarity_fct,
-            doc_doc_mask=self.doc_doc_mask,
-        )
+        loss, stats = gathered_loss(self, embeddings[0], list(embeddings[1:]))
         if torch.is_grad_enabled():
             self.partition.add(stats)
         return loss

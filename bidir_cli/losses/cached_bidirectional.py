@@ -15,8 +15,7 @@ from .bidirectional import (
     DOC_DOC_MASKS,
     DocDocMask,
     PartitionTracker,
-    bidirectional_loss,
-    gather,
+    gathered_loss,
     resolve_scale,
 )
 
@@ -122,18 +121,7 @@ class CachedMultipleNegativesBidirectionalRankingLoss(CachedLossMixin, nn.Module
         self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False
     ) -> Tensor:
         """The loss over the whole batch from the per-mini-batch embeddings (GradCache step 2)."""
-        queries, docs, offset = gather(
-            torch.cat(reps[0]), [torch.cat(column) for column in reps[1:]], self.gather_across_devices
-        )
-        loss, stats = bidirectional_loss(
-            queries,
-            docs,
-            local_batch_size=sum(len(r) for r in reps[0]),
-            offset=offset,
-            scale=self.scale,
-            similarity_fct=self.similarity_fct,
-            doc_doc_mask=self.doc_doc_mask,
-        )
+        loss, stats = gathered_loss(self, torch.cat(reps[0]), [torch.cat(column) for column in reps[1:]])
         if with_backward:
             self.partition.add(stats)
             loss.backward()
