@@ -12,6 +12,11 @@ from transformers import TrainerCallback
 from .losses import partition_tracker
 
 
+def examples_per_step(args) -> int:
+    """Training examples consumed by one optimizer step, over every process and accumulated batch."""
+    return args.train_batch_size * args.world_size * args.gradient_accumulation_steps
+
+
 class TrainLog(TrainerCallback):
     """Append one JSON line per logging step: step, epoch, loss, learning rate, examples/s, and for the
     bidirectional losses how the softmax partition splits across its four blocks.
@@ -36,7 +41,7 @@ class TrainLog(TrainerCallback):
         if "loss" in logs:
             now = time.perf_counter()
             steps = state.global_step - self._last_step
-            examples = steps * args.train_batch_size * args.world_size * args.gradient_accumulation_steps
+            examples = steps * examples_per_step(args)
             record = {
                 "step": state.global_step,
                 "epoch": state.epoch,
@@ -81,7 +86,7 @@ class ProgressBar(TrainerCallback):
         if self.bar is None or not logs or "loss" not in logs:
             return
         now, step = time.perf_counter(), state.global_step
-        examples = (step - self._last[1]) * args.train_batch_size * args.world_size
+        examples = (step - self._last[1]) * examples_per_step(args)
         rate = examples / (now - self._last[0]) if now > self._last[0] else 0.0
         self._last = (now, step)
         self.bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs.get('learning_rate', 0):.2e}", ex_s=f"{rate:.0f}")

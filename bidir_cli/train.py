@@ -2,6 +2,7 @@
 
 Everything that can be wrong with the input (config, data, model, loss options, run directory) is
 checked before the run directory is touched, so a typo never leaves a half-written run behind.
+The CLI imports this module only when ``bidir train`` runs, so its heavy imports cost ``--help`` nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from sentence_transformers import SentenceTransformerTrainer
 
 from .config import Config, config_to_yaml, load_config
 from .errors import InputError
@@ -154,7 +157,7 @@ def train(
         if checkpoint is None:
             run.train_log.write_text("")  # every run has a log, even one too short for a logging step
         else:
-            truncate_log(run.train_log, int(checkpoint.name.removeprefix("checkpoint-")))
+            truncate_log(run.train_log, _step_of(checkpoint))
     trainer = make_trainer(cfg, model, loss, data, run, suite)
     meta = {
         "status": "running",
@@ -216,9 +219,9 @@ def record(run: RunDir, meta: dict[str, Any], trainer, started: float, status: s
     if not is_main_process():
         return
     seconds = time.perf_counter() - started
-    args = trainer.args
-    steps = trainer.state.global_step - _step_of(meta["resumed_from"])
-    examples = steps * args.train_batch_size * args.world_size * args.gradient_accumulation_steps
+    from .callbacks import examples_per_step
+
+    examples = (trainer.state.global_step - _step_of(meta["resumed_from"])) * examples_per_step(trainer.args)
     meta["train"] = {
         "steps": trainer.state.global_step,
         "max_steps": trainer.state.max_steps,
@@ -235,7 +238,7 @@ def record(run: RunDir, meta: dict[str, Any], trainer, started: float, status: s
     run.write_meta(meta)
 
 
-def _step_of(checkpoint: str | None) -> int:
+def _step_of(checkpoint: str | Path | None) -> int:
     return int(Path(checkpoint).name.removeprefix("checkpoint-")) if checkpoint else 0
 
 
@@ -332,24 +335,14 @@ def make_trainer(cfg: Config, model, loss, data, run: RunDir, suite: str | None)
     return trainer
 
 
-def _trainer_class():
-    from sentence_transformers import SentenceTransformerTrainer
+class BidirTrainer(SentenceTransformerTrainer):
+    """Stops at the first non-finite loss, naming the step (the trainer would log it and carry on)."""
 
-    class _BidirTrainer(SentenceTransformerTrainer):
-        """Stops at the first non-finite loss, naming the step (the trainer would log and carry on)."""
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss = out[0] if isinstance(out, tuple) else out
-            if model.training and not math.isfinite(loss.detach().float().item()):
-                raise NonFiniteLossError(
-                    f"non-finite loss ({loss.item()}) at step {self.state.global_step + 1}; "
-                    "the last good checkpoint is kept"
-                )
-            return out
-
-    return _BidirTrainer
-
-
-def BidirTrainer(**kwargs):  # noqa: N802 - a factory standing in for the lazily defined class
-    return _trainer_class()(**kwargs)
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss = out[0] if isinstance(out, tuple) else out
+        if model.training and not math.isfinite(loss.detach().float().item()):
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) at step {self.state.global_step + 1}; the last good checkpoint is kept"
+            )
+        return out
