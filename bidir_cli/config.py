@@ -91,6 +91,17 @@ class SourceConfig(Section):
     """Column mapping onto anchor / positive / negatives."""
     limit: int | None = Field(None, ge=1)
     """Use only the first ``limit`` rows."""
+    sample: int | None = Field(None, ge=1)
+    """Use a random sample of ``sample`` rows (all rows when the source has fewer), kept in file order. The
+    draw depends only on ``sample_seed``, not on ``training.seed``: runs with different seeds see the same rows."""
+    sample_seed: int = 0
+    """Seed of the ``sample`` draw."""
+
+    @model_validator(mode="after")
+    def _one_subset(self) -> SourceConfig:
+        if self.limit is not None and self.sample is not None:
+            raise ValueError("give at most one of limit (the first rows) and sample (a random sample)")
+        return self
 
 
 class DataConfig(Section):

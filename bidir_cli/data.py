@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import random
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -243,6 +244,9 @@ def load_source(cfg: SourceConfig, base_dir: Path, where: str) -> Source:
     rows = read_local(location, where) if kind == "local" else read_hub(cfg, where)
     if cfg.limit is not None:
         rows = rows[: cfg.limit]
+    if cfg.sample is not None and cfg.sample < len(rows):
+        keep = sorted(random.Random(cfg.sample_seed).sample(range(len(rows)), cfg.sample))
+        rows = [rows[i] for i in keep]
     if not rows:
         raise InputError(f"{where}: {location} holds no rows")
     columns = map_columns(rows, cfg, where, str(location))
@@ -255,6 +259,7 @@ def load_source(cfg: SourceConfig, base_dir: Path, where: str) -> Source:
         "subset": cfg.subset,
         "split": cfg.split if kind == "hub" else None,
         "limit": cfg.limit,
+        "sample": None if cfg.sample is None else {"rows": cfg.sample, "seed": cfg.sample_seed},
         "rows": len(rows),
         "negatives": len(columns) - 2,
         "hash": content_hash(columns),

@@ -151,6 +151,11 @@ TRAIN_CASES = [
         "training.batch_size: 8 is larger than training source 'd' (1 rows)",
     ),
     (
+        "limit-and-sample",
+        cfg_with(data__train=[{"source": "pairs.jsonl", "limit": 4, "sample": 4}]),
+        "data.train.0: give at most one of limit (the first rows) and sample (a random sample)",
+    ),
+    (
         "duplicate-source-names",
         cfg_with(data__train=[{"source": "pairs.jsonl"}, {"source": "pairs.jsonl"}]),
         "several sources are named pairs",

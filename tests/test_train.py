@@ -303,3 +303,24 @@ def test_held_out_loss_and_retrieval_during_training_are_logged(tmp_path):
     # The evaluator runs the same code as bidir eval: its last score equals the final evaluation's.
     final = json.loads((out / "eval" / "tiny-beir.json").read_text())["datasets"]["tiny-beir"]["metrics"]["ndcg@10"]
     assert evals[-1]["eval_tiny-beir_ndcg@10"] == pytest.approx(final, abs=1e-9)
+
+
+def test_sample_draws_a_fixed_random_subset_in_file_order(tmp_path):
+    from bidir_cli.config import SourceConfig
+    from bidir_cli.data import load_source
+
+    rows = [{"anchor": f"query {i}", "positive": f"document {i}"} for i in range(50)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def anchors(**options):
+        source = load_source(SourceConfig(source="d.jsonl", **options), tmp_path, "data.train.0")
+        return source.dataset["anchor"], source.identity
+
+    drawn, identity = anchors(sample=10)
+    index = [int(a.split()[1]) for a in drawn]
+    assert len(index) == 10 and index == sorted(index) and len(set(index)) == 10
+    assert index != list(range(10))  # a sample, not the head of the file
+    assert anchors(sample=10)[0] == drawn  # the same rows every time
+    assert anchors(sample=10, sample_seed=1)[0] != drawn
+    assert identity["rows"] == 10 and identity["sample"] == {"rows": 10, "seed": 0}
+    assert anchors(sample=80)[0] == [r["anchor"] for r in rows]  # more than the file holds: every row
