@@ -26,6 +26,112 @@ TIERS = [
 ]
 
 
+COMMANDS = [
+    "```bash",
+    "bash scripts/run_experiments.sh                    # every tier (gpu only where torch sees a GPU); skips completed runs",
+    "bash scripts/run_experiments.sh --tier static      # one tier: static, transformer or gpu",
+    "bash scripts/run_experiments.sh --tier gpu --gpu-max-steps 60   # the short GPU version",
+    "bash scripts/run_experiments.sh --quick            # the whole pipeline on tiny data, into runs/experiments-quick",
+    "python scripts/write_results.py runs/experiments   # this page, from the run directories",
+    "python scripts/check_reproduction.py runs/experiments OTHER/RUNS   # same results? (timings excepted)",
+    "```",
+    "",
+    "Each run's exact command line is in its `meta.json` (`argv`) and its log in `runs/experiments/logs/`.",
+]
+
+
+def verdict(d: dict, alpha: float) -> str:
+    """One difference in words: what the two statistics say about it together."""
+    numbers = f"{d['diff']:+.4f}, 95% interval [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}], p = {d['p']:.2g}"
+    if not d["significant"]:
+        return f"{numbers}: not significant"
+    if _interval_holds_zero(d):
+        return f"{numbers}: the test says significant, but the interval, which also resamples the seeds, holds zero"
+    return f"{numbers}: significant, and the interval excludes zero"
+
+
+def reading(comparisons: dict[str, dict]) -> list[str]:
+    """The summary in words, generated from the compare outputs so that it cannot contradict them."""
+    out = []
+    for tier, title, base, bidir in TIERS:
+        if tier not in comparisons:
+            continue
+        c = comparisons[tier]
+        rows = {r["name"]: r for r in c["rows"]}
+        datasets = [r for r in c["rows"] if r["name"] != "mean"]
+
+        def d(row: dict, bidir: str = bidir) -> dict:
+            return row["differences"][bidir]
+
+        established_up = [r["name"] for r in datasets if d(r)["holm_significant"] and not _interval_holds_zero(d(r))
+                          and d(r)["diff"] > 0]  # fmt: skip
+        established_down = [r["name"] for r in datasets if d(r)["holm_significant"]
+                            and not _interval_holds_zero(d(r)) and d(r)["diff"] < 0]  # fmt: skip
+        lower = [r["name"] for r in datasets if d(r)["diff"] < 0]
+        mean_cells = rows["mean"]["cells"]
+        base_columns = [name for name in mean_cells if name not in (base, bidir)]
+        text = f"**{title}.** Mean {c['metric']} of {bidir} minus {base} over {len(datasets)} collections: "
+        text += verdict(d(rows["mean"]), c["alpha"]) + ". "
+        text += (
+            f"{bidir} is ahead beyond doubt (Holm-corrected test and interval agree) on "
+            f"{', '.join(established_up) or 'no collection'}"
+        )
+        text += f"; behind beyond doubt on {', '.join(established_down) or 'none'}. "
+        significant_lower = [name for name in lower if d(rows[name])["significant"]]
+        text += (
+            f"It is lower on {', '.join(lower)} ({'significantly on ' + ', '.join(significant_lower) if significant_lower else 'none of them significantly'}). "
+            if lower
+            else "It is lower on none. "
+        )
+        for name in base_columns:
+            changes = ", ".join(f"{col} {mean_cells[col]['value'] - mean_cells[name]['value']:+.4f}"
+                                for col in (base, bidir))  # fmt: skip
+            text += f"Fine-tuning changed the mean against the untrained {name} by: {changes}."
+        out += [text, ""]
+    if not out:
+        return ["No tier has been run yet."]
+    return out
+
+
+def proposal_reading(comparisons: dict[str, dict], proposal_diff: float | None) -> list[str]:
+    """What the runs here can and cannot say about the proposal's table; the figures come from the compare outputs."""
+    text = (
+        "These runs do not repeat the proposal's experiment: NanoBEIR comes from the Hugging Face Hub, which this "
+        "machine cannot reach, so the question is asked of offline collections instead; the models are a "
+        "StaticEmbedding trained from scratch and all-MiniLM-L6-v2 (already contrastively trained), the data the "
+        "eleven offline training sources. A better or worse number here is not a better or worse number on NanoBEIR."
+    )
+    spreads = []
+    for tier, title, base, bidir in TIERS:
+        if tier in comparisons:
+            mean = next(r for r in comparisons[tier]["rows"] if r["name"] == "mean")
+            stds = [mean["cells"][col]["std"] for col in (base, bidir) if mean["cells"][col]["std"] is not None]
+            if stds:
+                spreads.append((title, max(stds), mean["differences"][bidir]))
+    if spreads:
+        text += (
+            " What does carry over is how much one run per loss can tell. Here, with data, model and settings "
+            "fixed, the seed-to-seed standard deviation of one loss's mean nDCG@10 was up to "
+            + "; ".join(f"{sd:.4f} ({title.lower()})" for title, sd, _ in spreads)
+            + ". The difference of two single runs then varies by about √2 times that, "
+            + "; ".join(f"{sd * 2**0.5:.4f}" for _, sd, _ in spreads)
+            + (
+                f"; the proposal's {proposal_diff:+.4f} is "
+                + " and ".join(f"{abs(proposal_diff) / (sd * 2**0.5):.1f}" for _, sd, _ in spreads)
+                + " such standard deviations from zero"
+                + (
+                    ": if its setup varies across seeds as these do, one run per loss cannot tell it from a lucky seed"
+                    if all(abs(proposal_diff) < 2 * sd * 2**0.5 for _, sd, _ in spreads)
+                    else ""
+                )
+                if proposal_diff is not None
+                else ""
+            )
+            + ". Its per-dataset rows (50 queries each on NanoBEIR) cannot be tested at all without per-query scores."
+        )
+    return [text]
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -60,12 +166,68 @@ def summary_lines(comparison: dict, base: str, bidir: str) -> list[str]:
         r["name"] for r in datasets if r["differences"][bidir]["significant"] and r["differences"][bidir]["diff"] < 0
     ]
     holm = [r["name"] for r in datasets if r["differences"][bidir]["holm_significant"]]
+    # The test holds the seed-averaged scores fixed; the interval also resamples seeds. A difference counts as
+    # established only where both agree (and it survives Holm's correction).
+    test_only = [r["name"] for r in comparison["rows"] if r["differences"][bidir]["significant"]
+                 and _interval_holds_zero(r["differences"][bidir])]  # fmt: skip
+    robust = [r["name"] for r in datasets if r["differences"][bidir]["holm_significant"]
+              and not _interval_holds_zero(r["differences"][bidir])]  # fmt: skip
     return [
         f"mean {comparison['metric']} difference ({bidir} - {base}): {fmt_diff(mean)}",
         f"{bidir} higher on {len(wins)} of {len(datasets)} datasets ({', '.join(wins) or 'none'}), "
         f"lower on {len(losses)} ({', '.join(losses) or 'none'})",
         f"significant at p <= {comparison['alpha']} without correction: higher on {', '.join(sig_win) or 'none'}; "
         f"lower on {', '.join(sig_loss) or 'none'}; surviving Holm's correction: {', '.join(holm) or 'none'}",
+        f"significant by the test but with 0 inside the 95% interval (not established): {', '.join(test_only) or 'none'}",
+        f"established (Holm-significant and the interval excludes 0): {', '.join(robust) or 'none'}",
+    ]
+
+
+def _interval_holds_zero(d: dict) -> bool:
+    return d["ci_low"] <= 0.0 <= d["ci_high"]
+
+
+def proposal_table(reference: Path) -> tuple[dict[str, tuple[float, float]], tuple[float, float] | None]:
+    """The NanoBEIR rows (dataset -> (CMNBRL, CMNRL)) and the Avg row of the proposal's table."""
+    rows, average = {}, None
+    if reference.is_file():
+        for line in reference.read_text(encoding="utf-8").splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 3 and cells[0].startswith("Nano"):
+                rows[cells[0]] = (float(cells[1]), float(cells[2]))
+            if len(cells) == 3 and cells[0] == "Avg":
+                average = (float(cells[1]), float(cells[2]))
+    return rows, average
+
+
+def proposal_difference(reference: Path) -> float | None:
+    average = proposal_table(reference)[1]
+    return None if average is None else average[0] - average[1]
+
+
+def proposal_lines(reference: Path) -> list[str]:
+    """The proposal's NanoBEIR table (shared/reference/README.md), tested at the level it allows: datasets."""
+    import numpy as np
+
+    from bidir_cli.stats import sign_flip_test
+
+    rows, average = proposal_table(reference)
+    if not rows:
+        return [f"(no NanoBEIR table found in {reference})"]
+    diffs = np.array([b - s for b, s in rows.values()])
+    test = sign_flip_test([diffs], permutations=100_000, rng=np.random.default_rng(0))
+    up = [n.removeprefix("Nano") for n, (b, s) in rows.items() if b > s]
+    down = [n.removeprefix("Nano") for n, (b, s) in rows.items() if b < s]
+    largest = sorted(rows, key=lambda n: rows[n][0] - rows[n][1], reverse=True)[:3]
+    return [
+        f"The proposal's table ({reference}): CMNBRL {average[0]:.4f} against CMNRL {average[1]:.4f} mean NanoBEIR "
+        f"nDCG@10, a difference of {average[0] - average[1]:+.4f}, from one run per loss. CMNBRL is higher on "
+        f"{len(up)} of {len(rows)} datasets ({', '.join(up)}) and lower on {len(down)} ({', '.join(down)}); "
+        f"the three largest gains are "
+        + ", ".join(f"{n.removeprefix('Nano')} ({rows[n][0] - rows[n][1]:+.4f})" for n in largest)
+        + ". Without per-query scores the only test the table allows treats each dataset as one observation: "
+        f"a sign-flip test of the {len(rows)} dataset-level differences gives p = {test.p:.3g} "
+        f"({'exact, all' if test.exact else 'Monte Carlo,'} {test.flips:,} sign assignments).",
     ]
 
 
@@ -118,12 +280,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="?", type=Path, default=Path("runs/experiments"))
     parser.add_argument("--out", type=Path, default=Path("docs/results.md"))
+    parser.add_argument("--reference", type=Path, default=Path("../shared/reference/README.md"))
     args = parser.parse_args()
     runs, out = args.runs, args.out
     figures = out.parent / "results"
     figures.mkdir(parents=True, exist_ok=True)
 
-    summary, body = [], []
+    summary, body, comparisons = [], [], {}
     for tier, title, base, bidir in TIERS:
         compare_json = runs / f"compare-{tier}.json"
         compare_md = runs / f"compare-{tier}.md"
@@ -132,13 +295,19 @@ def main() -> None:
         body += [f"## {title}", ""]
         if compare_json.is_file():
             comparison = json.loads(compare_json.read_text())
+            comparisons[tier] = comparison
             summary += [f"**{title}**", ""] + [f"- {line}" for line in summary_lines(comparison, base, bidir)] + [""]
         body += [compare_md.read_text().rstrip(), ""]
         plot = runs / f"{tier}.png"
         if plot.is_file():
             shutil.copyfile(plot, figures / plot.name)
             body += [f"![{title}](results/{plot.name})", ""]
-        body += ["Training cost per loss (mean ± standard deviation over seeds):", ""]
+        body += [
+            "Training cost per loss (mean ± standard deviation over seeds; wall-clock times from each run's "
+            "meta.json, taken with whatever else the machine was running: the loss's own cost, measured in "
+            "isolation, is in [loss-performance.md](loss-performance.md)):",
+            "",
+        ]
         body += training_table(runs, tier, (base, bidir)) + [""]
         shares = partition_table(runs, tier, bidir)
         if shares:
@@ -166,6 +335,14 @@ def main() -> None:
                 f"| {loss} | " + " | ".join(f"{scores[k]:.4f}" for k in ("10", "20", "40")) + f" | {c['scale']:g} |"
             )
         scale_lines.append("")
+        grid = sorted(float(k) for k in next(iter(choice.values()))["dev_ndcg@10"])
+        at_edge = [loss for loss, c in choice.items() if float(c["scale"]) in (grid[0], grid[-1])]
+        if at_edge:
+            scale_lines += [
+                f"Chosen at an edge of the grid: {', '.join(at_edge)}. The best scale may lie outside "
+                f"{{{', '.join(f'{g:g}' for g in grid)}}}; the grid is the one the experiment plan fixed.",
+                "",
+            ]
 
     text = [
         "# Results: the bidirectional loss against the standard loss on real data",
@@ -175,10 +352,24 @@ def main() -> None:
         "",
         "## Summary",
         "",
+        *reading(comparisons),
+        "",
+        "## The numbers behind it",
+        "",
         "Δ is the bidirectional loss minus the standard loss, with its 95% bootstrap interval and the paired",
         "randomization test's p-value (\\* p ≤ 0.05, † also after Holm's correction across datasets).",
         "",
         *summary,
+        "## What this says about the proposal's NanoBEIR result",
+        "",
+        *(proposal_lines(args.reference) if args.reference.is_file() else [f"({args.reference} not found)"]),
+        "",
+        *proposal_reading(comparisons, proposal_difference(args.reference)),
+        "",
+        "## How to reproduce",
+        "",
+        *COMMANDS,
+        "",
         *scale_lines,
         *body,
     ]
