@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The loss comparison on real data (issue 8): train, evaluate and compare, from one command.
 #
-#   bash scripts/run_experiments.sh [--quick] [--tier static|transformer|gpu|all] [--out DIR]
+#   bash scripts/run_experiments.sh [--quick] [--tier static|transformer|gpu|all] [--out DIR] [--gpu-max-steps N]
 #
 # static (default with all): a StaticEmbedding (all-MiniLM-L6-v2 tokenizer, dim 512) from scratch on the offline
 #   training pairs with MNRL and MNBRL. Each loss's scale is chosen from {10, 20, 40} on the SciFact dev split
 #   (train claims, qrels/train.tsv), seed 1, batch 1024; then 3 seeds x batch {1024, 8192} at that scale, all
 #   evaluated on configs/suites/shared-eval.yaml with the untrained model as the base.
 # transformer: all-MiniLM-L6-v2 with CMNRL and CMNBRL (batch 256, mini-batch 32), 2 seeds, 4 collections.
-# gpu: the large-batch cached configs (needs a GPU; short version: --set training.max_steps=60).
+# gpu: the large-batch cached configs (needs a GPU; --gpu-max-steps 60 gives a short version of a few minutes).
 # --quick: the same pipeline on a few hundred pairs and tiny batches (minutes), into runs/experiments-quick.
 #
 # Every run is skipped when its run directory already says "completed", so the script resumes after a stop.
@@ -16,13 +16,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUICK=0; TIER=all; OUT=""
+QUICK=0; TIER=all; OUT=""; GPU_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --tier) TIER="$2"; shift ;;
         --out) OUT="$2"; shift ;;
-        *) echo "usage: $0 [--quick] [--tier static|transformer|gpu|all] [--out DIR]" >&2; exit 2 ;;
+        --gpu-max-steps) GPU_ARGS=(--set "training.max_steps=$2"); shift ;;
+        *) echo "usage: $0 [--quick] [--tier static|transformer|gpu|all] [--out DIR] [--gpu-max-steps N]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -130,8 +131,8 @@ gpu_tier() {
 case "$TIER" in
     static) static_tier ;;
     transformer) transformer_tier ;;
-    gpu) gpu_tier ;;
-    all) static_tier; transformer_tier; gpu_tier ;;
+    gpu) gpu_tier "${GPU_ARGS[@]}" ;;
+    all) static_tier; transformer_tier; gpu_tier "${GPU_ARGS[@]}" ;;
     *) echo "unknown tier $TIER" >&2; exit 2 ;;
 esac
 echo "done: $OUT" >&2

@@ -86,11 +86,38 @@ def reading(comparisons: dict[str, dict]) -> list[str]:
         for name in base_columns:
             changes = ", ".join(f"{col} {mean_cells[col]['value'] - mean_cells[name]['value']:+.4f}"
                                 for col in (base, bidir))  # fmt: skip
-            text += f"Fine-tuning changed the mean against the untrained {name} by: {changes}."
+            text += f"Fine-tuning changed the mean against the untrained {name} by: {changes}"
+            against_base = rows["mean"]["differences"][name]
+            if not against_base["significant"]:
+                text += (
+                    f"; the untrained model is not significantly different from {base} "
+                    f"(p = {against_base['p']:.2g}), so at this training budget the tier says little about either loss"
+                )
+            text += "."
         out += [text, ""]
     if not out:
         return ["No tier has been run yet."]
-    return out
+    return headline(comparisons) + out
+
+
+def headline(comparisons: dict[str, dict]) -> list[str]:
+    """One sentence over every tier: the direction of the mean difference and what is established."""
+    tiers = [(title, comparisons[tier], bidir) for tier, title, _, bidir in TIERS if tier in comparisons]
+    means = [next(r for r in c["rows"] if r["name"] == "mean")["differences"][bidir] for _, c, bidir in tiers]
+    ahead, behind = [], []
+    for title, c, bidir in tiers:
+        for r in c["rows"]:
+            d = r["differences"][bidir]
+            if r["name"] != "mean" and d["holm_significant"] and not _interval_holds_zero(d):
+                (ahead if d["diff"] > 0 else behind).append(f"{r['name']} ({title})")
+    positive = sum(d["diff"] > 0 for d in means)
+    established = sum(d["significant"] and not _interval_holds_zero(d) for d in means)
+    return [
+        f"**In short.** The bidirectional loss's mean difference over the collections is positive in {positive} of "
+        f"{len(tiers)} comparisons and established (test and interval agree) in {established}. It is ahead beyond "
+        f"doubt on {', '.join(ahead) or 'no collection'} and behind beyond doubt on {', '.join(behind) or 'none'}.",
+        "",
+    ]
 
 
 def proposal_reading(comparisons: dict[str, dict], proposal_diff: float | None) -> list[str]:
@@ -101,18 +128,22 @@ def proposal_reading(comparisons: dict[str, dict], proposal_diff: float | None) 
         "StaticEmbedding trained from scratch and all-MiniLM-L6-v2 (already contrastively trained), the data the "
         "eleven offline training sources. A better or worse number here is not a better or worse number on NanoBEIR."
     )
-    spreads = []
+    spreads, unmoved = [], []
     for tier, title, base, bidir in TIERS:
         if tier in comparisons:
             mean = next(r for r in comparisons[tier]["rows"] if r["name"] == "mean")
             stds = [mean["cells"][col]["std"] for col in (base, bidir) if mean["cells"][col]["std"] is not None]
+            untrained = [name for name in mean["cells"] if name not in (base, bidir)]
+            if any(not mean["differences"][name]["significant"] for name in untrained):
+                unmoved.append(title)  # its seed spread says nothing about a run that changes the model
+                continue
             if stds:
                 spreads.append((title, max(stds), mean["differences"][bidir]))
     if spreads:
         text += (
             " What does carry over is how much one run per loss can tell. Here, with data, model and settings "
-            "fixed, the seed-to-seed standard deviation of one loss's mean nDCG@10 was up to "
-            + "; ".join(f"{sd:.4f} ({title.lower()})" for title, sd, _ in spreads)
+            "fixed, the seed-to-seed standard deviation of one loss's mean nDCG@10 was up to "  # tiers that trained
+            + "; ".join(f"{sd:.4f} ({title})" for title, sd, _ in spreads)
             + ". The difference of two single runs then varies by about √2 times that, "
             + "; ".join(f"{sd * 2**0.5:.4f}" for _, sd, _ in spreads)
             + (
@@ -125,6 +156,12 @@ def proposal_reading(comparisons: dict[str, dict], proposal_diff: float | None) 
                     else ""
                 )
                 if proposal_diff is not None
+                else ""
+            )
+            + (
+                f" (left out: {', '.join(unmoved)}, where the fine-tuned models are not significantly different "
+                "from the untrained one)"
+                if unmoved
                 else ""
             )
             + ". Its per-dataset rows (50 queries each on NanoBEIR) cannot be tested at all without per-query scores."
@@ -321,7 +358,15 @@ def main() -> None:
         if ("(quick)" in title) == quick and not (runs / f"compare-{tier}.md").is_file()
     ]
     if missing:
-        summary += [f"Not run yet (no compare output in {runs}): {'; '.join(missing)}.", ""]
+        summary += [
+            f"Not run (no compare output in {runs}): {'; '.join(missing)}. "
+            + (
+                "The GPU tier runs only where torch sees a GPU: `bash scripts/run_experiments.sh --tier gpu`."
+                if any("GPU" in m for m in missing)
+                else ""
+            ),
+            "",
+        ]
 
     scale = runs / "scale_choice.json"
     scale_lines = []
