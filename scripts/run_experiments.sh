@@ -54,10 +54,10 @@ if [ "$QUICK" = 1 ]; then
     MINILM_SIZE=(--set training.batch_size=16 --set loss.mini_batch_size=8 --set training.max_steps=2
                  --set evaluation.datasets=[medline])
     MINILM_SEEDS="1"
-    BASE_DATASETS=(--datasets cranfield,medline)
+    BASE_DATASETS=(--datasets cranfield,medline); MINILM_DATASETS=medline
 else
     STATIC_BATCHES="1024 8192"; SEEDS="1 2 3"; SCALES="10 20 40"
-    STATIC_SIZE=(); MINILM_SIZE=(); MINILM_SEEDS="1 2"; BASE_DATASETS=()
+    STATIC_SIZE=(); MINILM_SIZE=(); MINILM_SEEDS="1 2"; BASE_DATASETS=(); MINILM_DATASETS=cranfield,cisi,medline,scifact
 fi
 
 static_tier() {
@@ -103,7 +103,7 @@ transformer_tier() {
         mkdir -p "$OUT/minilm-base/eval"
         echo '{"status": "completed", "name": "minilm-base", "note": "all-MiniLM-L6-v2 before fine-tuning"}' \
             > "$OUT/minilm-base/meta.json"
-        bidir eval "$MINILM" --suite configs/suites/shared-eval.yaml --datasets cranfield,cisi,medline,scifact \
+        bidir eval "$MINILM" --suite configs/suites/shared-eval.yaml --datasets "$MINILM_DATASETS" \
             --output "$OUT/minilm-base/eval/shared-eval.json" > "$OUT/logs/minilm-base.log"
     fi
     for loss in cmnrl cmnbrl; do
