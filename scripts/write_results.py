@@ -40,7 +40,7 @@ COMMANDS = [
 ]
 
 
-def verdict(d: dict, alpha: float) -> str:
+def verdict(d: dict) -> str:
     """One difference in words: what the two statistics say about it together."""
     numbers = f"{d['diff']:+.4f}, 95% interval [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}], p = {d['p']:.2g}"
     if not d["significant"]:
@@ -63,15 +63,13 @@ def reading(comparisons: dict[str, dict]) -> list[str]:
         def d(row: dict, bidir: str = bidir) -> dict:
             return row["differences"][bidir]
 
-        established_up = [r["name"] for r in datasets if d(r)["holm_significant"] and not _interval_holds_zero(d(r))
-                          and d(r)["diff"] > 0]  # fmt: skip
-        established_down = [r["name"] for r in datasets if d(r)["holm_significant"]
-                            and not _interval_holds_zero(d(r)) and d(r)["diff"] < 0]  # fmt: skip
+        established_up = [r["name"] for r in datasets if established(d(r)) and d(r)["diff"] > 0]
+        established_down = [r["name"] for r in datasets if established(d(r)) and d(r)["diff"] < 0]
         lower = [r["name"] for r in datasets if d(r)["diff"] < 0]
         mean_cells = rows["mean"]["cells"]
         base_columns = [name for name in mean_cells if name not in (base, bidir)]
         text = f"**{title}.** Mean {c['metric']} of {bidir} minus {base} over {len(datasets)} collections: "
-        text += verdict(d(rows["mean"]), c["alpha"]) + ". "
+        text += verdict(d(rows["mean"])) + ". "
         text += (
             f"{bidir} is ahead beyond doubt (Holm-corrected test and interval agree) on "
             f"{', '.join(established_up) or 'no collection'}"
@@ -103,18 +101,18 @@ def reading(comparisons: dict[str, dict]) -> list[str]:
 def headline(comparisons: dict[str, dict]) -> list[str]:
     """One sentence over every tier: the direction of the mean difference and what is established."""
     tiers = [(title, comparisons[tier], bidir) for tier, title, _, bidir in TIERS if tier in comparisons]
-    means = [next(r for r in c["rows"] if r["name"] == "mean")["differences"][bidir] for _, c, bidir in tiers]
+    means = [mean_row(c)["differences"][bidir] for _, c, bidir in tiers]
     ahead, behind = [], []
     for title, c, bidir in tiers:
         for r in c["rows"]:
             d = r["differences"][bidir]
-            if r["name"] != "mean" and d["holm_significant"] and not _interval_holds_zero(d):
+            if r["name"] != "mean" and established(d):
                 (ahead if d["diff"] > 0 else behind).append(f"{r['name']} ({title})")
     positive = sum(d["diff"] > 0 for d in means)
-    established = sum(d["significant"] and not _interval_holds_zero(d) for d in means)
+    established_means = sum(established(d, corrected=False) for d in means)
     return [
         f"**In short.** The bidirectional loss's mean difference over the collections is positive in {positive} of "
-        f"{len(tiers)} comparisons and established (test and interval agree) in {established}. It is ahead beyond "
+        f"{len(tiers)} comparisons and established (test and interval agree) in {established_means}. It is ahead beyond "
         f"doubt on {', '.join(ahead) or 'no collection'} and behind beyond doubt on {', '.join(behind) or 'none'}.",
         "",
     ]
@@ -131,7 +129,7 @@ def proposal_reading(comparisons: dict[str, dict], proposal_diff: float | None) 
     spreads, unmoved = [], []
     for tier, title, base, bidir in TIERS:
         if tier in comparisons:
-            mean = next(r for r in comparisons[tier]["rows"] if r["name"] == "mean")
+            mean = mean_row(comparisons[tier])
             stds = [mean["cells"][col]["std"] for col in (base, bidir) if mean["cells"][col]["std"] is not None]
             untrained = [name for name in mean["cells"] if name not in (base, bidir)]
             if any(not mean["differences"][name]["significant"] for name in untrained):
@@ -207,8 +205,7 @@ def summary_lines(comparison: dict, base: str, bidir: str) -> list[str]:
     # established only where both agree (and it survives Holm's correction).
     test_only = [r["name"] for r in comparison["rows"] if r["differences"][bidir]["significant"]
                  and _interval_holds_zero(r["differences"][bidir])]  # fmt: skip
-    robust = [r["name"] for r in datasets if r["differences"][bidir]["holm_significant"]
-              and not _interval_holds_zero(r["differences"][bidir])]  # fmt: skip
+    robust = [r["name"] for r in datasets if established(r["differences"][bidir])]
     return [
         f"mean {comparison['metric']} difference ({bidir} - {base}): {fmt_diff(mean)}",
         f"{bidir} higher on {len(wins)} of {len(datasets)} datasets ({', '.join(wins) or 'none'}), "
@@ -224,6 +221,15 @@ def _interval_holds_zero(d: dict) -> bool:
     return d["ci_low"] <= 0.0 <= d["ci_high"]
 
 
+def established(d: dict, corrected: bool = True) -> bool:
+    """The test (Holm-corrected for a dataset row; the mean row has no correction) and the interval agree."""
+    return d["holm_significant" if corrected else "significant"] and not _interval_holds_zero(d)
+
+
+def mean_row(comparison: dict) -> dict:
+    return next(r for r in comparison["rows"] if r["name"] == "mean")
+
+
 def proposal_table(reference: Path) -> tuple[dict[str, tuple[float, float]], tuple[float, float] | None]:
     """The NanoBEIR rows (dataset -> (CMNBRL, CMNRL)) and the Avg row of the proposal's table."""
     rows, average = {}, None
@@ -237,19 +243,13 @@ def proposal_table(reference: Path) -> tuple[dict[str, tuple[float, float]], tup
     return rows, average
 
 
-def proposal_difference(reference: Path) -> float | None:
-    average = proposal_table(reference)[1]
-    return None if average is None else average[0] - average[1]
-
-
-def proposal_lines(reference: Path) -> list[str]:
+def proposal_lines(reference: Path, rows: dict[str, tuple[float, float]], average: tuple[float, float]) -> list[str]:
     """The proposal's NanoBEIR table (shared/reference/README.md), tested at the level it allows: datasets."""
     import numpy as np
 
     from bidir_cli.stats import sign_flip_test
 
-    rows, average = proposal_table(reference)
-    if not rows:
+    if not rows or average is None:
         return [f"(no NanoBEIR table found in {reference})"]
     diffs = np.array([b - s for b, s in rows.values()])
     test = sign_flip_test([diffs], permutations=100_000, rng=np.random.default_rng(0))
@@ -276,11 +276,15 @@ def sd(xs: list[float]) -> str:
     return f" ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else ""
 
 
+def tier_runs(runs: Path, tier: str, loss: str) -> list[Path]:
+    """The run directories of one loss in one tier: its seeds (the GPU tier has one run per loss)."""
+    return runs_of(runs, loss if tier.startswith("gpu") else f"{tier}-{loss}-s*")
+
+
 def training_table(runs: Path, tier: str, losses: tuple[str, str]) -> list[str]:
     lines = ["| loss | runs | training wall time (s) | examples / s | steps |", "|---|---:|---:|---:|---:|"]
     for loss in losses:
-        pattern = f"{tier}-{loss}-s*" if not tier.startswith("gpu") else loss
-        metas = [json.loads((p / "meta.json").read_text()) for p in runs_of(runs, pattern)]
+        metas = [json.loads((p / "meta.json").read_text()) for p in tier_runs(runs, tier, loss)]
         if not metas:
             continue
         wall = [m["wall_time_s"] for m in metas]
@@ -295,9 +299,8 @@ def training_table(runs: Path, tier: str, losses: tuple[str, str]) -> list[str]:
 
 def partition_table(runs: Path, tier: str, loss: str) -> list[str]:
     """Mean partition shares at the first and the last logged step, averaged over seeds."""
-    pattern = f"{tier}-{loss}-s*" if not tier.startswith("gpu") else loss
     logs = []
-    for run in runs_of(runs, pattern):
+    for run in tier_runs(runs, tier, loss):
         lines = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines() if x.strip()]
         lines = [x for x in lines if "partition" in x]
         if lines:
@@ -320,6 +323,7 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, default=Path("../shared/reference/README.md"))
     args = parser.parse_args()
     runs, out = args.runs, args.out
+    proposal = proposal_table(args.reference)
     figures = out.parent / "results"
     figures.mkdir(parents=True, exist_ok=True)
 
@@ -372,15 +376,14 @@ def main() -> None:
     scale_lines = []
     if scale.is_file():
         choice = json.loads(scale.read_text())
+        keys = sorted(next(iter(choice.values()))["dev_ndcg@10"], key=float)
+        grid = [float(k) for k in keys]
         scale_lines = ["## Scale chosen on the SciFact dev split (seed 1, the smaller batch)", "",
-                       "| loss | nDCG@10 at scale 10 | 20 | 40 | chosen |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+                       f"| loss | nDCG@10 at scale {' | '.join(keys)} | chosen |", "|---|" + "---:|" * (len(keys) + 1)]  # fmt: skip
         for loss, c in choice.items():
             scores = c["dev_ndcg@10"]
-            scale_lines.append(
-                f"| {loss} | " + " | ".join(f"{scores[k]:.4f}" for k in ("10", "20", "40")) + f" | {c['scale']:g} |"
-            )
+            scale_lines.append(f"| {loss} | " + " | ".join(f"{scores[k]:.4f}" for k in keys) + f" | {c['scale']:g} |")
         scale_lines.append("")
-        grid = sorted(float(k) for k in next(iter(choice.values()))["dev_ndcg@10"])
         at_edge = [loss for loss, c in choice.items() if float(c["scale"]) in (grid[0], grid[-1])]
         if at_edge:
             scale_lines += [
@@ -407,9 +410,9 @@ def main() -> None:
         *summary,
         "## What this says about the proposal's NanoBEIR result",
         "",
-        *(proposal_lines(args.reference) if args.reference.is_file() else [f"({args.reference} not found)"]),
+        *(proposal_lines(args.reference, *proposal) if args.reference.is_file() else [f"({args.reference} not found)"]),
         "",
-        *proposal_reading(comparisons, proposal_difference(args.reference)),
+        *proposal_reading(comparisons, None if proposal[1] is None else proposal[1][0] - proposal[1][1]),
         "",
         "## How to reproduce",
         "",
