@@ -60,6 +60,14 @@ else
     STATIC_SIZE=(); MINILM_SIZE=(); MINILM_SEEDS="1 2"; BASE_DATASETS=(); MINILM_DATASETS=cranfield,cisi,medline,scifact
 fi
 
+# compare_tier TIER BASE BASELINE OTHER: the untrained BASE run against the seed groups $OUT/TIER-LOSS-s*, as
+# markdown (with the plot) and JSON: compare-TIER.md, compare-TIER.json, TIER.png.
+compare_tier() {
+    local tier="$1" base="$2" groups=(--group "$3=$OUT/$1-$3-s*" --group "$4=$OUT/$1-$4-s*" --baseline "$3")
+    bidir compare "$OUT/$base" "${groups[@]}" --format markdown --plot "$OUT/$tier.png" > "$OUT/compare-$tier.md"
+    bidir compare "$OUT/$base" "${groups[@]}" --format json > "$OUT/compare-$tier.json"
+}
+
 static_tier() {
     local tok=(--set "model.static.tokenizer=$MINILM")
     local first_batch=${STATIC_BATCHES%% *}
@@ -88,11 +96,7 @@ static_tier() {
                     --set "loss.scale=$scale" --set "training.batch_size=$batch" --set "training.seed=$seed"
             done
         done
-        for fmt in markdown json; do
-            bidir compare "$OUT/static-base" --group "mnrl=$OUT/static-b$batch-mnrl-s*" \
-                --group "mnbrl=$OUT/static-b$batch-mnbrl-s*" --baseline mnrl --format "$fmt" \
-                --plot "$OUT/static-b$batch.png" > "$OUT/compare-static-b$batch.${fmt/markdown/md}"
-        done
+        compare_tier "static-b$batch" static-base mnrl mnbrl
     done
 }
 
@@ -112,11 +116,7 @@ transformer_tier() {
                 --set "training.seed=$seed"
         done
     done
-    for fmt in markdown json; do
-        bidir compare "$OUT/minilm-base" --group "cmnrl=$OUT/minilm-cmnrl-s*" \
-            --group "cmnbrl=$OUT/minilm-cmnbrl-s*" --baseline cmnrl --format "$fmt" \
-            --plot "$OUT/minilm.png" > "$OUT/compare-minilm.${fmt/markdown/md}"
-    done
+    compare_tier minilm minilm-base cmnrl cmnbrl
 }
 
 gpu_tier() {
