@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
+from .report import FORMATS
+
 app = typer.Typer(
     name="bidir",
     help="Train, evaluate and compare sentence-embedding models: the GTE bidirectional loss against in-batch negatives.",
@@ -137,7 +139,7 @@ def compare(
         str | None, typer.Option("--baseline", help="Column to compare against (default: first).")
     ] = None,
     metric: Annotated[str, typer.Option("--metric", help="Metric to compare.")] = "ndcg@10",
-    format_: Annotated[str, typer.Option("--format", help="table, markdown, csv or json.")] = "table",
+    format_: Annotated[str, typer.Option("--format", help=f"Output format: {', '.join(FORMATS)}.")] = "table",
     plot: Annotated[Path | None, typer.Option("--plot", help="Save a grouped bar chart (PNG).")] = None,
     suite: Annotated[str | None, typer.Option("--suite", help="Which eval/<suite>.json of a run to read.")] = None,
     permutations: Annotated[

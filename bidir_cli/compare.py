@@ -11,110 +11,16 @@ import glob
 import json
 import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .comparison import ALPHA, LEVEL, MEAN, Cell, Column, Comparison, Difference, MetaRow, Source
 from .errors import InputError
 from .results import EvalResult
+from .runs import RunDir
 from .stats import bootstrap_ci, holm, seed_mean_std, sign_flip_test
-
-MEAN = "mean"
-FORMATS = ("table", "markdown", "csv", "json")
-ALPHA = 0.05  # significance level of every test, and the family-wise level of Holm's correction
-LEVEL = 0.95  # coverage of the bootstrap intervals
-
-
-@dataclass
-class Source:
-    """One results file, with the meta.json of the run it belongs to (empty when there is none).
-
-    ``name`` is the run directory's name, or the file's stem for a results file outside a run.
-    """
-
-    name: str
-    path: Path
-    result: EvalResult
-    meta: dict[str, Any]
-
-
-@dataclass
-class Column:
-    """One column of the comparison: a single run, or a named group of runs (seeds)."""
-
-    name: str
-    sources: list[Source]
-    group: bool = False
-
-
-@dataclass
-class Cell:
-    """A column's value in one row: the mean over its seeds, their standard deviation, each seed's value."""
-
-    value: float
-    std: float | None
-    seeds: list[float]
-
-
-@dataclass
-class Difference:
-    """A column minus the baseline in one row, with its significance.
-
-    ``p_holm`` and ``holm_significant`` are None in the mean row, which is one test on its own,
-    not a member of the family of per-dataset tests.
-    """
-
-    diff: float
-    ci: tuple[float, float]
-    p: float
-    exact: bool
-    significant: bool
-    p_holm: float | None = None
-    holm_significant: bool | None = None
-
-
-@dataclass
-class MetaRow:
-    """A row from the runs' meta.json: the raw value of each run of each column (None where absent).
-
-    ``kind`` says how to show it: ``duration`` (seconds), ``rate`` (examples per second),
-    ``bytes``, or ``setting`` (any JSON value).
-    """
-
-    name: str
-    kind: str
-    values: dict[str, list[Any]]
-
-
-@dataclass
-class Comparison:
-    """Everything ``bidir compare`` shows, in any format."""
-
-    metric: str
-    baseline: str
-    columns: list[Column]
-    datasets: list[str]
-    queries: dict[str, int]  # row -> queries compared (the mean row: all of them)
-    cells: dict[str, dict[str, Cell]]  # row -> column -> cell
-    differences: dict[str, dict[str, Difference]]  # row -> non-baseline column -> difference
-    meta_rows: list[MetaRow]
-    left_out: dict[str, list[str]]  # dataset -> the results files that lack it
-    permutations: int
-    seed: int
-    alpha: float = ALPHA
-    level: float = LEVEL
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def rows(self) -> list[str]:
-        return [*self.datasets, MEAN]
-
-    @property
-    def others(self) -> list[str]:
-        """The columns compared against the baseline, in order."""
-        return [c.name for c in self.columns if c.name != self.baseline]
 
 
 def compare_command(
@@ -132,22 +38,15 @@ def compare_command(
     """Load the inputs, compare them, print the result to stdout and notes to stderr."""
     from . import report
 
-    if fmt not in FORMATS:
-        raise InputError(f"--format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if fmt not in report.FORMATS:
+        raise InputError(f"--format: unknown format {fmt!r} (choose from {', '.join(report.FORMATS)})")
     if plot is not None and plot.suffix.lower() != ".png":
         raise InputError(f"--plot: {plot} should end in .png (the plot is saved as a PNG image)")
     columns = load_columns(inputs, groups, suite)
     comparison = build_comparison(columns, baseline=baseline, metric=metric, permutations=permutations, seed=seed)
     for note in comparison.notes:
         print(f"bidir: note: {note}", file=sys.stderr)
-
-    if fmt == "table":
-        from rich.console import Console
-
-        report.render_table(comparison, Console(highlight=False))
-    else:
-        render = {"markdown": report.render_markdown, "csv": report.render_csv, "json": report.render_json}[fmt]
-        sys.stdout.write(render(comparison))
+    report.FORMATS[fmt](comparison, sys.stdout)
     if plot is not None:
         plot.parent.mkdir(parents=True, exist_ok=True)
         width, height = report.save_plot(comparison, plot)
@@ -191,44 +90,31 @@ def load_source(path: Path, suite: str | None) -> Source:
     A results file in the ``eval/`` folder of a directory that has a meta.json is read as that run.
     """
     if path.is_dir():
-        results = find_results(path, suite)
-        run = path.resolve()
-        return Source(run.name, results, EvalResult.load(results), load_meta(run / "meta.json"))
+        run = RunDir(path.resolve())
+        results = find_results(run, suite)
+        return Source(run.path.name, results, EvalResult.load(results), run.read_meta())
     if not path.exists():
         raise InputError(f"{path}: no such run directory or results file")
-    run = path.resolve().parent.parent
-    if path.resolve().parent.name == "eval" and (run / "meta.json").is_file():
-        return Source(run.name, path, EvalResult.load(path), load_meta(run / "meta.json"))
-    return Source(path.stem, path, EvalResult.load(path), {})
+    run = RunDir(path.resolve().parent.parent)
+    if path.resolve().parent == run.eval_dir and run.is_run():
+        return Source(run.path.name, path, EvalResult.load(path), run.read_meta())
+    return Source(path.stem, path, EvalResult.load(path), None)
 
 
-def find_results(run: Path, suite: str | None) -> Path:
+def find_results(run: RunDir, suite: str | None) -> Path:
     """The results file of a run directory: ``eval/<suite>.json``, or the only one there is."""
-    found = sorted((run / "eval").glob("*.json"))
+    found = run.results_files()
     names = ", ".join(p.stem for p in found)
     if suite is not None:
-        path = run / "eval" / f"{suite}.json"
+        path = run.results_file(suite)
         if not path.is_file():
-            raise InputError(f"{run}: no eval/{suite}.json" + (f" (it has: {names})" if found else ""))
+            raise InputError(f"{run.path}: no eval/{path.name}" + (f" (it has: {names})" if found else ""))
         return path
     if not found:
-        raise InputError(f"{run}: no results in {run / 'eval'} (run `bidir eval {run}` first)")
+        raise InputError(f"{run.path}: no results in {run.eval_dir} (run `bidir eval {run.path}` first)")
     if len(found) > 1:
-        raise InputError(f"{run}: several results in eval/ ({names}); choose one with --suite")
+        raise InputError(f"{run.path}: several results in eval/ ({names}); choose one with --suite")
     return found[0]
-
-
-def load_meta(path: Path) -> dict[str, Any]:
-    """A run's meta.json as a dict; an empty one when the file does not exist."""
-    if not path.is_file():
-        return {}
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return meta
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,7 +254,7 @@ def build_comparison(
     queries = {d: scores[baseline][d].shape[1] for d in datasets}
     for column in columns:
         for source in column.sources:
-            status = source.meta.get("status")
+            status = source.meta.status if source.meta else None
             if status is not None and status != "completed":
                 notes.append(f"{source.path}: its run's meta.json says status {status!r}, not 'completed'")
 
@@ -432,14 +318,11 @@ def meta_rows(columns: list[Column]) -> list[MetaRow]:
     """
     rows = []
     for name, kind, keys in _MEASUREMENTS:
-        values = {c.name: [_number(_dig(s.meta, keys)) for s in c.sources] for c in columns}
+        values = {c.name: [_number(_dig(s.meta.to_dict() if s.meta else {}, keys)) for s in c.sources] for c in columns}
         if any(v is not None for vs in values.values() for v in vs):
             rows.append(MetaRow(name, kind, values))
 
-    flat = {
-        c.name: [_flatten({k: s.meta[k] for k in ("seed", "loss", "data", "config") if k in s.meta}) for s in c.sources]
-        for c in columns
-    }
+    flat = {c.name: [_flatten(s.meta.settings() if s.meta else {}) for s in c.sources] for c in columns}
     keys = sorted({k for runs in flat.values() for run in runs for k in run}, key=_setting_order)
     settings: dict[str, dict[str, list[Any]]] = {}
     for key in keys:

@@ -19,10 +19,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InputError
+from .losses import BIDIRECTIONAL_LOSSES as BIDIRECTIONAL
+from .losses import CACHED_LOSSES as CACHED
+from .losses import LOSS_NAMES
+from .trainer_args import clashing_extra_args
 
-LossName = Literal["mnbrl", "cmnbrl", "mnrl", "cmnrl"]
-BIDIRECTIONAL = ("mnbrl", "cmnbrl")
-CACHED = ("cmnbrl", "cmnrl")
+LossName = Literal[LOSS_NAMES]  # the loss registry's names
 
 
 class Section(BaseModel):
@@ -203,7 +205,8 @@ class TrainingConfig(Section):
     """Data-loading worker processes."""
     extra_args: dict[str, Any] = Field(default_factory=dict)
     """Passed through to SentenceTransformerTrainingArguments as is, for anything not above
-    (e.g. ``gradient_accumulation_steps``, ``optim``, ``max_grad_norm``). Keys set above are refused here."""
+    (e.g. ``gradient_accumulation_steps``, ``optim``, ``max_grad_norm``). Arguments that a field above or
+    bidir itself sets (``trainer_args.TRAINER_ARGS``) are refused here, saying where they come from."""
 
 
 class EvaluationConfig(Section):
@@ -246,20 +249,10 @@ class Config(Section):
             problems.append("training.eval_steps: needed when data.eval_fraction > 0")
         if self.evaluation.during_training and (self.training.eval_steps is None or self.evaluation.suite is None):
             problems.append("evaluation.during_training: needs training.eval_steps and evaluation.suite")
-        clashing = sorted(set(self.training.extra_args) & set(_TRAINING_ARG_NAMES))
-        if clashing:
-            problems.append(f"training.extra_args: {', '.join(clashing)} must be set through the training section")
+        problems += clashing_extra_args(self.training.extra_args)
         if problems:
             raise ValueError("\n".join(problems))
         return self
-
-
-# extra_args keys that the training section already owns (names of SentenceTransformerTrainingArguments).
-_TRAINING_ARG_NAMES = (
-    "seed", "per_device_train_batch_size", "num_train_epochs", "max_steps", "learning_rate", "lr_scheduler_type",
-    "warmup_ratio", "weight_decay", "fp16", "bf16", "batch_sampler", "logging_steps", "save_steps",
-    "save_total_limit", "eval_steps", "output_dir", "multi_dataset_batch_sampler", "dataloader_num_workers",
-)  # fmt: skip
 
 
 # --- Loading -------------------------------------------------------------------------------------------------------

@@ -19,3 +19,9 @@ class InputError(Exception):
         if len(self.problems) <= 1:
             return super().__str__()
         return super().__str__() + "\n" + "\n".join(f"  {p}" for p in self.problems)
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's first message line: enough for a one-line error, never a traceback."""
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

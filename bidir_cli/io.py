@@ -1,4 +1,4 @@
-"""Atomic file writes: write to a temporary file beside the target, fsync, then rename.
+"""Atomic file writes (write to a temporary file beside the target, fsync, then rename) and diagnostics.
 
 A crash at any moment leaves either the old file or the new one, never half of one, so
 ``bidir compare`` can never read a truncated results file that a killed run left behind.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,3 +31,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def log(message: str) -> None:
+    """Progress and diagnostics: standard error, so standard output carries only results."""
+    print(f"bidir: {message}", file=sys.stderr, flush=True)

@@ -1,13 +1,18 @@
-"""The model to train: from a hub id or local folder, or a StaticEmbedding built from a tokenizer."""
+"""Models: the one to train (a hub id, a local folder, or a StaticEmbedding built from a tokenizer), the one
+to evaluate (a run directory, a folder or a hub id), and a model's identity (a fingerprint of its files)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .config import ModelConfig
-from .errors import InputError
+from .errors import InputError, first_line
+from .io import log
+from .runs import RunDir
 
 
 def looks_like_path(name: str) -> bool:
@@ -99,17 +104,95 @@ def load_model(name: str, *, revision: str | None = None, device: str | None = N
         return SentenceTransformer(name, revision=revision, device=device)
     except Exception as e:  # noqa: BLE001 - offline hub, missing files, bad weights: one message
         hint = "" if looks_like_path(name) else " (offline? give a local model folder instead)"
-        raise InputError(f"{where}: could not load model {name!r}{hint}: {type(e).__name__}: {e}") from None
+        raise InputError(f"{where}: could not load model {name!r}{hint}: {type(e).__name__}: {first_line(e)}") from None
+
+
+def max_seq_length(model: Any) -> int | None:
+    """The model's input limit in tokens; None for StaticEmbedding, which reports infinity (not JSON)."""
+    length = getattr(model, "max_seq_length", None)
+    return length if isinstance(length, int) else None
 
 
 def model_description(model: Any) -> dict[str, Any]:
     """Architecture facts for meta.json."""
-    max_seq_length = getattr(model, "max_seq_length", None)
     return {
         "modules": [type(m).__name__ for m in model],
         "embedding_dimension": model.get_embedding_dimension(),
-        # StaticEmbedding has no length limit and reports infinity, which JSON cannot hold.
-        "max_seq_length": max_seq_length if isinstance(max_seq_length, int) else None,
+        "max_seq_length": max_seq_length(model),
         "parameters": sum(p.numel() for p in model.parameters()),
         "prompts": dict(model.prompts),
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# The model to evaluate, and its identity
+
+
+def resolve_model(spec: str) -> tuple[str, RunDir | None]:
+    """Check MODEL_OR_RUN without loading anything: a run directory (then its ``model/``), a folder or a hub id.
+
+    Returns:
+        What to load (a folder path or a hub id) and the run directory (or None).
+    """
+    path = Path(spec).expanduser()
+    run = RunDir(path)
+    if path.is_dir() and run.is_run():
+        if not run.model.is_dir():
+            raise InputError(f"{spec}: a run directory without model/ (status: {run.status()}); nothing to evaluate")
+        return str(run.model), run
+    if path.is_dir():
+        return str(path), None
+    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise InputError(f"{spec}: no such model folder or run directory")
+    return spec, None  # a hub id
+
+
+def load_for_evaluation(spec: str) -> tuple[Any, dict[str, Any], RunDir | None]:
+    """Load MODEL_OR_RUN (a run directory, a model folder or a hub id) and describe it.
+
+    Returns:
+        The model; its identity: ``name`` (``spec``), ``path``, ``fingerprint`` (a hash of the model's files;
+        None when they cannot be found, which turns the embedding cache off) and, for hub ids, ``revision``;
+        and the run directory it belongs to (or None).
+    """
+    target, run = resolve_model(spec)
+    log(f"loading model {target}")
+    model = load_model(target, where=spec)
+    is_local = Path(target).is_dir()
+    info: dict[str, Any] = {"name": spec, "path": str(Path(target).resolve()) if is_local else None}
+    folder = Path(target) if is_local else _hub_snapshot(target)
+    info["fingerprint"] = fingerprint_folder(folder) if folder else None
+    if folder and not is_local:
+        info["revision"] = folder.name  # the hub cache names a snapshot folder after its commit
+    if not folder:
+        log(f"{target}: model files not found locally, so no fingerprint; the embedding cache is off")
+    return model, info, run
+
+
+def _hub_snapshot(repo_id: str) -> Path | None:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not in the local hub cache: no fingerprint, no caching
+        return None
+
+
+def fingerprint_folder(path: str | os.PathLike) -> str:
+    """SHA-256 of a model folder: every file's relative path and content.
+
+    README.md (the model card) and hidden files (download metadata) are left out: they describe a model
+    without changing what it computes.
+    """
+    path = Path(path)
+    h = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        if rel == "README.md" or any(part.startswith(".") for part in rel.split("/")):
+            continue
+        h.update(rel.encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()

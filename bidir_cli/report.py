@@ -1,8 +1,10 @@
-"""Rendering a :class:`~bidir_cli.compare.Comparison`: a rich table, markdown, csv, json, and a PNG plot.
+"""Rendering results: ``bidir eval``'s table, and a :class:`~bidir_cli.comparison.Comparison` as a rich
+table, markdown, csv, json, or a PNG plot.
 
-Every renderer is a pure function of the comparison: the text ones return a string (the rich one
-prints to the console it is given), so tests can call them without a terminal. matplotlib is
-imported only when a plot is asked for.
+Every renderer is a pure function of what it renders: the text ones return a string (the rich ones
+print to the console they are given), so tests can call them without a terminal. :data:`FORMATS` is the
+one table of ``bidir compare``'s output formats. numpy and matplotlib are imported only when needed, so
+that ``bidir --help`` (which lists the formats) stays fast.
 """
 
 from __future__ import annotations
@@ -11,22 +13,22 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-import numpy as np
 from rich import box
+from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .compare import MEAN
-from .stats import seed_mean_std
+from .comparison import MEAN
+from .metrics import SHOWN_METRICS
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
-    from .compare import Comparison, MetaRow
+    from .comparison import Comparison, MetaRow
+    from .results import EvalResult
 
 SIGNIFICANT = "*"  # p <= alpha
 HOLM = "†"  # still significant after Holm's correction across the datasets
@@ -69,6 +71,8 @@ def _meta_text(row: MetaRow, values: list[Any]) -> str:
     if row.kind == "setting":
         shown = ("–" if v is None else v if isinstance(v, str) else json.dumps(v) for v in values)
         return ", ".join(dict.fromkeys(shown))
+    from .stats import seed_mean_std
+
     present = [v for v in values if v is not None]
     if not present:
         return "–"
@@ -270,6 +274,7 @@ def save_plot(c: Comparison, path: Path) -> tuple[int, int]:
     interval, marked as in the table. The paired interval is the one to read: intervals of the
     values themselves would overlap even where the paired difference is clear.
     """
+    import numpy as np
     from matplotlib.figure import Figure  # no pyplot: no global backend, no display needed
 
     fig = Figure(figsize=(PLOT_SIZE_PX[0] / PLOT_DPI, PLOT_SIZE_PX[1] / PLOT_DPI), dpi=PLOT_DPI, layout="constrained")
@@ -313,3 +318,63 @@ def save_plot(c: Comparison, path: Path) -> tuple[int, int]:
     axes[-1].set_xticks(x, rows, rotation=45, ha="right")
     fig.savefig(path, format="png", dpi=PLOT_DPI)
     return PLOT_SIZE_PX
+
+
+# ---------------------------------------------------------------------------------------------
+# The output formats of ``bidir compare``: name -> writer of the comparison to a text stream.
+
+FORMATS: dict[str, Callable[[Comparison, TextIO], None]] = {
+    "table": lambda c, out: render_table(c, Console(file=out, highlight=False)),
+    "markdown": lambda c, out: out.write(render_markdown(c)),
+    "csv": lambda c, out: out.write(render_csv(c)),
+    "json": lambda c, out: out.write(render_json(c)),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# ``bidir eval``'s table
+
+
+def results_console() -> Console:
+    """A console on standard output; a pipe or file has no width, so the table is not squeezed into 80 columns."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+def render_eval(result: EvalResult, console: Console) -> None:
+    """The results table: one row per dataset and their mean; with mteb, both backends' nDCG@10."""
+    with_mteb = any("mteb" in d.extra for d in result.datasets.values())
+    columns = SHOWN_METRICS
+    table = Table()
+    table.add_column("dataset")
+    table.add_column("docs", justify="right")
+    table.add_column("queries", justify="right")
+    for name in columns:
+        table.add_column(name, justify="right")
+    if with_mteb:
+        table.add_column("mteb ndcg@10", justify="right")
+        table.add_column("|diff|", justify="right")
+    table.add_column("time (s)", justify="right")
+
+    def mteb_cells(ours: float, theirs: float | None) -> list[str]:
+        return ["-", "-"] if theirs is None else [f"{theirs:.4f}", f"{abs(ours - theirs):.1e}"]
+
+    for d in result.datasets.values():
+        theirs = d.extra.get("mteb", {}).get("ndcg@10")
+        row = [d.name, str(d.counts["corpus"]), str(d.counts["queries"]), *(f"{d.metrics[m]:.4f}" for m in columns)]
+        table.add_row(*row, *(mteb_cells(d.metrics["ndcg@10"], theirs) if with_mteb else []), f"{d.time_s:.1f}")
+    if len(result.datasets) > 1:
+        mean = result.mean
+        theirs = [d.extra.get("mteb", {}).get("ndcg@10") for d in result.datasets.values()]
+        mteb_mean = sum(theirs) / len(theirs) if with_mteb and None not in theirs else None
+        table.add_section()
+        table.add_row(
+            "mean",
+            "",
+            "",
+            *(f"{mean[m]:.4f}" for m in columns),
+            *(mteb_cells(mean["ndcg@10"], mteb_mean) if with_mteb else []),
+            f"{sum(d.time_s for d in result.datasets.values()):.1f}",
+        )
+    console.print(f"{result.model.get('name')} on {result.suite['name']}", highlight=False)
+    console.print(table)

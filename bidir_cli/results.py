@@ -37,22 +37,9 @@ from typing import Any
 
 from .errors import InputError
 from .io import atomic_write_json
+from .metrics import METRIC_NAMES
 
 FORMAT = "bidir.eval/1"
-
-# The metric names, in display order. Values follow sentence-transformers' InformationRetrievalEvaluator.
-ACCURACY_AT_K = (1, 3, 5, 10)
-PRECISION_AT_K = (1, 3, 5, 10)
-RECALL_AT_K = (1, 3, 5, 10, 100)
-METRIC_NAMES: tuple[str, ...] = (
-    "ndcg@10",
-    "mrr@10",
-    "map@100",
-    *(f"recall@{k}" for k in RECALL_AT_K),
-    *(f"precision@{k}" for k in PRECISION_AT_K),
-    *(f"accuracy@{k}" for k in ACCURACY_AT_K),
-)
-PRIMARY_METRIC = "ndcg@10"
 
 
 @dataclass

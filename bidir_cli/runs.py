@@ -4,20 +4,24 @@
 
     runs/<name>/
       config.yaml        the resolved, validated config that ran
-      meta.json          status, argv, seed, times, versions, device, data identities, loss settings, ...
+      meta.json          format, status, argv, seed, times, versions, device, data identities, loss settings, ...
       train_log.jsonl    one line per logging step
       checkpoints/       resumable trainer checkpoints
       model/             SentenceTransformer.save() output
       eval/<suite>.json  evaluation results
+
+:class:`RunDir` is the one place that knows these paths and :class:`RunMeta` the one that knows meta.json:
+no other module builds a run path or a meta.json dict by hand.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,18 +29,24 @@ from typing import Any
 from .errors import InputError
 from .io import atomic_write_json
 
-STATUSES = ("running", "completed", "failed", "interrupted")
+RUN_FORMAT = "bidir.run/1"
+STATUSES = ("starting", "running", "completed", "failed", "interrupted")
+# The packages a run records; bidir and python are always recorded.
+RUN_PACKAGES = ("sentence-transformers", "transformers", "torch", "datasets", "accelerate")
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def versions() -> dict[str, str]:
+def versions(packages: tuple[str, ...] = RUN_PACKAGES) -> dict[str, str]:
+    """bidir's, Python's and each package's version ("not installed" for a missing one)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
-    for package in ("bidir", "sentence-transformers", "transformers", "torch", "datasets", "accelerate"):
+    from . import __version__
+
+    out = {"bidir": __version__, "python": platform.python_version()}
+    for package in packages:
         try:
             out[package] = version(package)
         except PackageNotFoundError:
@@ -60,7 +70,64 @@ def git_commit(path: Path) -> str | None:
 
 
 @dataclass
+class RunMeta:
+    """A run's meta.json: what ran, on what, and how it ended.
+
+    ``format`` marks the file as bidir's; files written before it existed read as ``bidir.run/0``.
+    Keys this version does not know are kept in ``extra`` and written back unchanged.
+    """
+
+    status: str | None
+    name: str
+    format: str = RUN_FORMAT
+    argv: list[str] = field(default_factory=list)
+    config_path: str | None = None
+    seed: int | None = None
+    started: str | None = None
+    ended: str | None = None
+    wall_time_s: float | None = None
+    wall_time_s_before: float = 0.0
+    resumed: list[str] = field(default_factory=list)
+    resumed_from: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    git_commit: str | None = None
+    device: str | None = None
+    world_size: int | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+    loss: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        extra = d.pop("extra")
+        return {"format": d.pop("format"), **d, **extra}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunMeta:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: v for k, v in d.items() if k in known}
+        values.setdefault("format", "bidir.run/0")
+        values.setdefault("status", None)
+        values.setdefault("name", "")
+        for key in ("train", "model", "loss", "data", "config", "versions"):
+            if values.get(key) is None:
+                values.pop(key, None)
+        return cls(**values, extra={k: v for k, v in d.items() if k not in known})
+
+    def settings(self) -> dict[str, Any]:
+        """What the run was trained with, for comparing runs: its seed, loss, data and resolved config."""
+        out: dict[str, Any] = {} if self.seed is None else {"seed": self.seed}
+        return out | {k: v for k, v in (("loss", self.loss), ("data", self.data), ("config", self.config)) if v}
+
+
+@dataclass
 class RunDir:
+    """A run directory and the paths in it."""
+
     path: Path
 
     @property
@@ -87,34 +154,61 @@ class RunDir:
     def eval_dir(self) -> Path:
         return self.path / "eval"
 
+    def results_file(self, suite: str) -> Path:
+        """Where the results of a suite go: ``eval/<suite>.json``, the name made safe for a file system."""
+        return self.eval_dir / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', suite) or 'suite'}.json"
+
+    def results_files(self) -> list[Path]:
+        """Every results file of the run, sorted by name."""
+        return sorted(self.eval_dir.glob("*.json"))
+
     def exists(self) -> bool:
         return self.path.exists() and any(self.path.iterdir())
 
-    def read_meta(self) -> dict[str, Any]:
+    def is_run(self) -> bool:
+        """Whether the folder is a run directory (it has a meta.json)."""
+        return self.meta.is_file()
+
+    def read_meta(self) -> RunMeta | None:
+        """The run's meta.json, or None when it has none.
+
+        Raises:
+            InputError: the file is not a JSON object.
+        """
         try:
-            return json.loads(self.meta.read_text(encoding="utf-8"))
+            data = json.loads(self.meta.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return {}
+            return None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InputError(f"{self.meta}: unreadable meta.json ({e})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{self.meta}: expected a JSON object")
+        return RunMeta.from_dict(data)
 
-    def write_meta(self, meta: dict[str, Any]) -> None:
-        atomic_write_json(self.meta, meta)
+    def status(self) -> str:
+        """The status meta.json records, without failing on an unreadable file."""
+        try:
+            meta = self.read_meta()
+        except InputError:
+            return "unreadable meta.json"
+        return "no meta.json" if meta is None else str(meta.status)
 
-    def update_meta(self, **fields: Any) -> dict[str, Any]:
-        meta = self.read_meta()
-        meta.update(fields)
-        self.write_meta(meta)
-        return meta
+    def write_meta(self, meta: RunMeta) -> None:
+        atomic_write_json(self.meta, meta.to_dict())
 
     def last_checkpoint(self) -> Path | None:
         """The checkpoint with the highest step, if any complete one exists."""
         found = []
         for p in self.checkpoints.glob("checkpoint-*"):
-            step = p.name.removeprefix("checkpoint-")
-            if step.isdigit() and (p / "trainer_state.json").exists():
-                found.append((int(step), p))
+            if (step := checkpoint_step(p)) and (p / "trainer_state.json").exists():
+                found.append((step, p))
         return max(found)[1] if found else None
+
+
+def checkpoint_step(checkpoint: str | Path | None) -> int:
+    """The step of a ``checkpoint-<step>`` folder; 0 for None or another name."""
+    step = Path(checkpoint).name.removeprefix("checkpoint-") if checkpoint else ""
+    return int(step) if step.isdigit() else 0
 
 
 def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> RunDir:

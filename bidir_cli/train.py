@@ -14,14 +14,17 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sentence_transformers import SentenceTransformerTrainer
 
 from .config import Config, config_to_yaml, load_config
 from .errors import InputError
-from .io import atomic_write_text
-from .runs import RunDir, git_commit, now, prepare_run_dir, start_run, versions
+from .io import atomic_write_text, log
+from .runs import RunDir, RunMeta, checkpoint_step, git_commit, now, prepare_run_dir, start_run, versions
+
+if TYPE_CHECKING:
+    from .evaluate import EvalSuite
 
 
 class NonFiniteLossError(RuntimeError):
@@ -54,8 +57,7 @@ def train_command(
 
     data = load_training_data(cfg.data, base_dir, cfg.training.seed)
     check_batch_size(cfg, data)
-    suite = resolve_eval_suite(cfg, base_dir)
-    check_eval_suite(suite, cfg.evaluation.datasets)
+    suite = load_eval_suite(cfg, base_dir)
     if dry_run:
         print_dry_run(cfg, data, run_path)
         return None
@@ -88,35 +90,26 @@ def check_batch_size(cfg: Config, data) -> None:
             )
 
 
-def resolve_eval_suite(cfg: Config, base_dir: Path) -> str | None:
-    """The evaluation suite as ``bidir eval`` understands it; local paths are checked now."""
-    suite = cfg.evaluation.suite
-    if suite is None or suite == "nanobeir":
-        return suite
-    if suite.startswith("demo:"):
+def load_eval_suite(cfg: Config, base_dir: Path) -> EvalSuite | None:
+    """The evaluation suite of the config, loaded now: a bad suite fails before training, and the data is
+    read once for the evaluations during training and the final one."""
+    from .evaluate import load_suite
+
+    spec = cfg.evaluation.suite
+    if spec is None:
+        return None
+    if spec.startswith("demo:"):
         from .data import demo_path
 
-        path = demo_path(suite.removeprefix("demo:"))
-    else:
-        path = Path(suite).expanduser()
+        path = demo_path(spec.removeprefix("demo:"))
+    elif spec != "nanobeir":
+        path = Path(spec).expanduser()
         path = path if path.is_absolute() else base_dir / path
-    if not path.exists():
-        raise InputError(f"evaluation.suite: {suite}: no such suite folder or file")
-    return str(path.resolve())
-
-
-def check_eval_suite(suite: str | None, datasets: list[str] | None) -> None:
-    """Load the evaluation data now (or check the hub for NanoBEIR), so a bad suite fails before training."""
-    from .retrieval import resolve_suite
-
-    if suite is None:
-        return
-    chosen = resolve_suite(suite).select(",".join(datasets) if datasets else None)
-    if suite == "nanobeir":
-        if chosen.before_load:
-            chosen.before_load()
-    else:
-        chosen.load()
+    if spec != "nanobeir":
+        if not path.exists():
+            raise InputError(f"evaluation.suite: {spec}: no such suite folder or file")
+        spec = str(path.resolve())
+    return load_suite(spec, ",".join(cfg.evaluation.datasets) if cfg.evaluation.datasets else None)
 
 
 def print_dry_run(cfg: Config, data, run_path: Path) -> None:
@@ -134,7 +127,15 @@ def print_dry_run(cfg: Config, data, run_path: Path) -> None:
 
 
 def train(
-    cfg: Config, data, run: RunDir, *, suite, resume: bool, overwrite: bool, config_path: Path, command: list[str]
+    cfg: Config,
+    data,
+    run: RunDir,
+    *,
+    suite: EvalSuite | None,
+    resume: bool,
+    overwrite: bool,
+    config_path: Path,
+    command: list[str],
 ) -> RunDir:
     import torch
     from transformers import set_seed
@@ -150,34 +151,34 @@ def train(
         raise InputError(f"loss: {e}") from None
 
     checkpoint = run.last_checkpoint() if resume else None
-    previous = run.read_meta() if resume else {}
+    previous = (run.read_meta() if resume else None) or RunMeta(status=None, name=cfg.name)
     if is_main_process():
         start_run(run, overwrite=overwrite)
         atomic_write_text(run.config, config_to_yaml(cfg))
         if checkpoint is None:
             run.train_log.write_text("")  # every run has a log, even one too short for a logging step
         else:
-            truncate_log(run.train_log, _step_of(checkpoint))
+            truncate_log(run.train_log, checkpoint_step(checkpoint))
     trainer = make_trainer(cfg, model, loss, data, run, suite)
-    meta = {
-        "status": "running",
-        "name": cfg.name,
-        "argv": command,
-        "config_path": str(Path(config_path).resolve()),
-        "seed": cfg.training.seed,
-        "started": previous.get("started", now()),
-        "wall_time_s_before": previous.get("wall_time_s", 0.0),
-        "resumed": [*previous.get("resumed", []), now()] if resume else [],
-        "resumed_from": str(checkpoint) if checkpoint else None,
-        "versions": versions(),
-        "git_commit": git_commit(Path(__file__).parent),
-        "device": str(trainer.args.device),
-        "world_size": trainer.args.world_size,
-        "model": {"source": cfg.model.name_or_path or "static", **model_description(model)},
-        "loss": cfg.loss.settings(),
-        "data": {"sources": [s.identity for s in data.sources], "rows": data.rows, "sampling": cfg.data.sampling},
-        "config": cfg.model_dump(mode="json"),
-    }
+    meta = RunMeta(
+        status="running",
+        name=cfg.name,
+        argv=command,
+        config_path=str(Path(config_path).resolve()),
+        seed=cfg.training.seed,
+        started=previous.started or now(),
+        wall_time_s_before=previous.wall_time_s or 0.0,
+        resumed=[*previous.resumed, now()] if resume else [],
+        resumed_from=str(checkpoint) if checkpoint else None,
+        versions=versions(),
+        git_commit=git_commit(Path(__file__).parent),
+        device=str(trainer.args.device),
+        world_size=trainer.args.world_size,
+        model={"source": cfg.model.name_or_path or "static", **model_description(model)},
+        loss=cfg.loss.settings(),
+        data={"sources": [s.identity for s in data.sources], "rows": data.rows, "sampling": cfg.data.sampling},
+        config=cfg.model_dump(mode="json"),
+    )
     if is_main_process():
         run.write_meta(meta)
 
@@ -195,14 +196,10 @@ def train(
         save_model(model, run.model)
         record(run, meta, trainer, started, "running")  # training done, evaluation to come
         if suite is not None:
-            from .evaluate import eval_command
-
-            # A freshly trained model is rarely evaluated twice: skip the corpus-embedding cache.
-            datasets = ",".join(cfg.evaluation.datasets) if cfg.evaluation.datasets else None
-            eval_command(str(run.path), suite=suite, datasets=datasets, batch_size=cfg.evaluation.batch_size,
-                         use_cache=False)  # fmt: skip
-        meta = run.update_meta(status="completed", ended=now())
-        print(f"bidir: run {cfg.name} completed in {meta['wall_time_s']:.1f} s: {run.path}", file=sys.stderr)
+            final_evaluation(run, suite, cfg.evaluation.batch_size)
+        meta.status, meta.ended = "completed", now()
+        run.write_meta(meta)
+        log(f"run {cfg.name} completed in {meta.wall_time_s:.1f} s: {run.path}")
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return run
@@ -212,7 +209,25 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def record(run: RunDir, meta: dict[str, Any], trainer, started: float, status: str, note: str | None = None) -> None:
+def final_evaluation(run: RunDir, suite: EvalSuite, batch_size: int) -> None:
+    """Evaluate the saved model as ``bidir eval RUN`` would (same numbers), write its results file, print its table.
+
+    The model is loaded again from ``run/model``, so the results describe the files a user evaluates later.
+    A freshly trained model is rarely evaluated twice: the corpus-embedding cache is not used.
+    """
+    from .evaluate import evaluate
+    from .models import load_for_evaluation
+    from .report import render_eval, results_console
+
+    model, model_info, _ = load_for_evaluation(str(run.path))
+    result = evaluate(model, suite.datasets, suite=suite.suite, model_info=model_info, batch_size=batch_size)
+    path = run.results_file(suite.suite.name)
+    result.save(path)
+    log(f"results written to {path}")
+    render_eval(result, results_console())
+
+
+def record(run: RunDir, meta: RunMeta, trainer, started: float, status: str, note: str | None = None) -> None:
     """Write the run's status, times and throughput to meta.json (main process only)."""
     import torch
 
@@ -221,8 +236,8 @@ def record(run: RunDir, meta: dict[str, Any], trainer, started: float, status: s
     seconds = time.perf_counter() - started
     from .callbacks import examples_per_step
 
-    examples = (trainer.state.global_step - _step_of(meta["resumed_from"])) * examples_per_step(trainer.args)
-    meta["train"] = {
+    examples = (trainer.state.global_step - checkpoint_step(meta.resumed_from)) * examples_per_step(trainer.args)
+    meta.train = {
         "steps": trainer.state.global_step,
         "max_steps": trainer.state.max_steps,
         "epochs": trainer.state.epoch,
@@ -230,16 +245,11 @@ def record(run: RunDir, meta: dict[str, Any], trainer, started: float, status: s
         "peak_memory_bytes": peak_memory(),
         "peak_memory_kind": "cuda max_memory_allocated" if torch.cuda.is_available() else "process peak RSS",
     }
-    meta["wall_time_s"] = meta["wall_time_s_before"] + seconds
-    meta["status"] = status
-    meta["ended"] = now()
+    meta.wall_time_s = meta.wall_time_s_before + seconds
+    meta.status, meta.ended = status, now()
     if note:
-        meta["note"] = note
+        meta.note = note
     run.write_meta(meta)
-
-
-def _step_of(checkpoint: str | Path | None) -> int:
-    return int(Path(checkpoint).name.removeprefix("checkpoint-")) if checkpoint else 0
 
 
 def peak_memory() -> int:
@@ -269,62 +279,31 @@ def truncate_log(log: Path, step: int) -> None:
     atomic_write_text(log, "".join(line + "\n" for line in kept))
 
 
-def make_trainer(cfg: Config, model, loss, data, run: RunDir, suite: str | None):
+def make_trainer(cfg: Config, model, loss, data, run: RunDir, suite: EvalSuite | None):
     """SentenceTransformerTrainer with our arguments and callbacks (log file, progress on stderr)."""
     import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from .callbacks import ProgressBar, TrainLog
+    from .trainer_args import RunContext, trainer_arguments
 
-    t = cfg.training
-    has_eval = data.eval is not None
     prompts = {}
     if cfg.model.query_prompt:
         prompts["anchor"] = cfg.model.query_prompt
     if cfg.model.document_prompt:
         columns = {c for s in data.sources for c in s.dataset.column_names if c != "anchor"}
         prompts |= {c: cfg.model.document_prompt for c in columns}
+    context = RunContext(output_dir=str(run.checkpoints), prompts=prompts or None, cuda=torch.cuda.is_available())
     try:
-        args = SentenceTransformerTrainingArguments(
-            output_dir=str(run.checkpoints),
-            seed=t.seed,
-            data_seed=t.seed,
-            per_device_train_batch_size=t.batch_size,
-            per_device_eval_batch_size=t.batch_size,
-            num_train_epochs=t.epochs,
-            max_steps=t.max_steps or -1,
-            learning_rate=t.learning_rate,
-            lr_scheduler_type=t.lr_scheduler,
-            warmup_steps=t.warmup_ratio,  # a float below 1 is a ratio of the total steps
-            weight_decay=t.weight_decay,
-            fp16=t.precision == "fp16",
-            bf16=t.precision == "bf16",
-            batch_sampler=t.batch_sampler,
-            multi_dataset_batch_sampler="proportional" if cfg.data.sampling == "concatenate" else cfg.data.sampling,
-            logging_steps=t.logging_steps,
-            save_strategy="steps",
-            save_steps=t.save_steps,
-            save_total_limit=t.save_total_limit,
-            eval_strategy="steps" if has_eval or cfg.evaluation.during_training else "no",
-            eval_steps=t.eval_steps,
-            dataloader_num_workers=t.dataloader_workers,
-            prompts=prompts or None,
-            report_to="none",
-            dataloader_pin_memory=torch.cuda.is_available(),
-            # Without a GPU, torchrun's processes only join one DDP group (gloo) when told to use the CPU.
-            use_cpu=not torch.cuda.is_available(),
-            disable_tqdm=True,
-            logging_nan_inf_filter=False,
-            **t.extra_args,
-        )
+        args = SentenceTransformerTrainingArguments(**trainer_arguments(cfg, context))
     except (TypeError, ValueError) as e:
         raise InputError(f"training: invalid trainer arguments: {e}") from None
     evaluator = None
     if cfg.evaluation.during_training:
         from .training_eval import TrainingEvaluator
 
-        evaluator = TrainingEvaluator(suite, cfg.evaluation.datasets, cfg.evaluation.batch_size)
+        evaluator = TrainingEvaluator(suite, cfg.evaluation.batch_size)
     trainer = BidirTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval, loss=loss, evaluator=evaluator
     )

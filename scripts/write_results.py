@@ -16,6 +16,8 @@ import shutil
 import statistics
 from pathlib import Path
 
+from bidir_cli.runs import RunDir
+
 TIERS = [
     ("static-b1024", "Static tier, batch 1024", "mnrl", "mnbrl"),
     ("static-b8192", "Static tier, batch 8192", "mnrl", "mnbrl"),
@@ -269,7 +271,7 @@ def proposal_lines(reference: Path, rows: dict[str, tuple[float, float]], averag
 
 
 def runs_of(runs: Path, pattern: str) -> list[Path]:
-    return sorted(p for p in runs.glob(pattern) if (p / "meta.json").is_file())
+    return sorted(p for p in runs.glob(pattern) if RunDir(p).is_run())
 
 
 def sd(xs: list[float]) -> str:
@@ -284,12 +286,12 @@ def tier_runs(runs: Path, tier: str, loss: str) -> list[Path]:
 def training_table(runs: Path, tier: str, losses: tuple[str, str]) -> list[str]:
     lines = ["| loss | runs | training wall time (s) | examples / s | steps |", "|---|---:|---:|---:|---:|"]
     for loss in losses:
-        metas = [json.loads((p / "meta.json").read_text()) for p in tier_runs(runs, tier, loss)]
+        metas = [RunDir(p).read_meta() for p in tier_runs(runs, tier, loss)]
         if not metas:
             continue
-        wall = [m["wall_time_s"] for m in metas]
-        rate = [m["train"]["examples_per_second"] for m in metas]
-        steps = sorted({m["train"]["steps"] for m in metas})
+        wall = [m.wall_time_s for m in metas]
+        rate = [m.train["examples_per_second"] for m in metas]
+        steps = sorted({m.train["steps"] for m in metas})
         lines.append(
             f"| {loss} | {len(metas)} | {statistics.mean(wall):.1f}{sd(wall)} | {statistics.mean(rate):.1f}{sd(rate)} "
             f"| {', '.join(map(str, steps))} |"
@@ -301,7 +303,7 @@ def partition_table(runs: Path, tier: str, loss: str) -> list[str]:
     """Mean partition shares at the first and the last logged step, averaged over seeds."""
     logs = []
     for run in tier_runs(runs, tier, loss):
-        lines = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines() if x.strip()]
+        lines = [json.loads(x) for x in RunDir(run).train_log.read_text().splitlines() if x.strip()]
         lines = [x for x in lines if "partition" in x]
         if lines:
             logs.append((lines[0], lines[-1]))

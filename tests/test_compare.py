@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bidir_cli.cli import app
-from bidir_cli.compare import MEAN, compare_command
+from bidir_cli.compare import compare_command
+from bidir_cli.comparison import MEAN
 from bidir_cli.errors import InputError
 from bidir_cli.results import DatasetResult, EvalResult
 

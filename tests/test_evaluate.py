@@ -15,7 +15,8 @@ from test_retrieval import write_beir, write_nanobeir_copy
 from typer.testing import CliRunner
 
 from bidir_cli.cli import app
-from bidir_cli.results import METRIC_NAMES, EvalResult
+from bidir_cli.metrics import METRIC_NAMES
+from bidir_cli.results import EvalResult
 
 runner = CliRunner()
 
@@ -157,7 +158,7 @@ def test_a_document_whose_id_equals_a_query_id_is_retrieved(tmp_path, tiny_bert,
 def test_search_breaks_ties_by_document_id_across_chunks(monkeypatch):
     import torch
 
-    from bidir_cli import evaluate
+    from bidir_cli import search
 
     gen = torch.Generator().manual_seed(0)
     corpus = torch.randint(0, 3, (57, 4), generator=gen).float()  # few distinct dot products: many ties
@@ -166,12 +167,12 @@ def test_search_breaks_ties_by_document_id_across_chunks(monkeypatch):
     scores = (queries @ corpus.T).tolist()
     expected = [sorted(range(57), key=lambda j: (-row[j], ids[j]))[:10] for row in scores]
     for chunk in (57, 8, 3):
-        monkeypatch.setattr(evaluate, "CORPUS_CHUNK_SIZE", chunk)
-        assert evaluate.search(queries, corpus, lambda a, b: a @ b.T, ids, top_k=10) == expected, chunk
+        monkeypatch.setattr(search, "CORPUS_CHUNK_SIZE", chunk)
+        assert search.search(queries, corpus, lambda a, b: a @ b.T, ids, top_k=10) == expected, chunk
 
 
 def test_metrics_of_one_ranking_by_hand():
-    from bidir_cli.evaluate import query_metrics
+    from bidir_cli.metrics import query_metrics
 
     ranking = ["n1", "r1", "n2", "r2"] + [f"n{i}" for i in range(3, 99)] + ["r3"]  # r3 at rank 101: not counted
     m = query_metrics(ranking, {"r1", "r2", "r3"})

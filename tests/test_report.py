@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bidir_cli.compare import MEAN, Cell, Column, Comparison, Difference, MetaRow, Source
+from bidir_cli.comparison import MEAN, Cell, Column, Comparison, Difference, MetaRow, Source
 from bidir_cli.report import render_csv, render_json, render_markdown, render_table, save_plot
 from bidir_cli.results import EvalResult
 
 
 def source(name: str) -> Source:
     empty = EvalResult(suite={}, model={}, settings={}, versions={}, created="", datasets={})
-    return Source(name=name, path=Path(f"runs/{name}/eval/nanobeir.json"), result=empty, meta={})
+    return Source(name=name, path=Path(f"runs/{name}/eval/nanobeir.json"), result=empty, meta=None)
 
 
 def hand_comparison(with_others: bool = True) -> Comparison:

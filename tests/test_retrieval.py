@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from bidir_cli.errors import InputError
-from bidir_cli.retrieval import (
-    NANOBEIR_HUB_ID,
-    check_hub_reachable,
-    load_beir_folder,
-    load_suite_file,
-    resolve_suite,
-)
+from bidir_cli.loaders import NANOBEIR_HUB_ID, check_hub_reachable, load_beir_folder
+from bidir_cli.suites import load_suite_file, resolve_suite
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,0 +1,108 @@
+"""What ``bidir compare`` builds and renders: columns of runs, cells, differences and meta rows.
+
+These types are shared by the computation (``compare.py``) and the renderers (``report.py``); this
+module neither computes nor renders, so neither of those imports the other for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .results import EvalResult
+from .runs import RunMeta
+
+MEAN = "mean"
+ALPHA = 0.05  # significance level of every test, and the family-wise level of Holm's correction
+LEVEL = 0.95  # coverage of the bootstrap intervals
+
+
+@dataclass
+class Source:
+    """One results file, with the meta.json of the run it belongs to (None when there is none).
+
+    ``name`` is the run directory's name, or the file's stem for a results file outside a run.
+    """
+
+    name: str
+    path: Path
+    result: EvalResult
+    meta: RunMeta | None
+
+
+@dataclass
+class Column:
+    """One column of the comparison: a single run, or a named group of runs (seeds)."""
+
+    name: str
+    sources: list[Source]
+    group: bool = False
+
+
+@dataclass
+class Cell:
+    """A column's value in one row: the mean over its seeds, their standard deviation, each seed's value."""
+
+    value: float
+    std: float | None
+    seeds: list[float]
+
+
+@dataclass
+class Difference:
+    """A column minus the baseline in one row, with its significance.
+
+    ``p_holm`` and ``holm_significant`` are None in the mean row, which is one test on its own,
+    not a member of the family of per-dataset tests.
+    """
+
+    diff: float
+    ci: tuple[float, float]
+    p: float
+    exact: bool
+    significant: bool
+    p_holm: float | None = None
+    holm_significant: bool | None = None
+
+
+@dataclass
+class MetaRow:
+    """A row from the runs' meta.json: the raw value of each run of each column (None where absent).
+
+    ``kind`` says how to show it: ``duration`` (seconds), ``rate`` (examples per second),
+    ``bytes``, or ``setting`` (any JSON value).
+    """
+
+    name: str
+    kind: str
+    values: dict[str, list[Any]]
+
+
+@dataclass
+class Comparison:
+    """Everything ``bidir compare`` shows, in any format."""
+
+    metric: str
+    baseline: str
+    columns: list[Column]
+    datasets: list[str]
+    queries: dict[str, int]  # row -> queries compared (the mean row: all of them)
+    cells: dict[str, dict[str, Cell]]  # row -> column -> cell
+    differences: dict[str, dict[str, Difference]]  # row -> non-baseline column -> difference
+    meta_rows: list[MetaRow]
+    left_out: dict[str, list[str]]  # dataset -> the results files that lack it
+    permutations: int
+    seed: int
+    alpha: float = ALPHA
+    level: float = LEVEL
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[str]:
+        return [*self.datasets, MEAN]
+
+    @property
+    def others(self) -> list[str]:
+        """The columns compared against the baseline, in order."""
+        return [c.name for c in self.columns if c.name != self.baseline]

@@ -1,0 +1,96 @@
+"""The corpus-embedding cache of ``bidir eval``: embeddings on disk, keyed by everything that determines them.
+
+A key names the model's files (fingerprint), the corpus content, prompts, truncation, precision, batch
+size, device and library versions, so a cached evaluation returns the numbers a cold one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .io import log
+from .models import max_seq_length
+from .runs import versions
+
+if TYPE_CHECKING:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from .retrieval import RetrievalDataset
+
+# The libraries whose versions can change an embedding (part of the key).
+ENCODING_PACKAGES = ("sentence-transformers", "transformers", "torch")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("BIDIR_CACHE_DIR") or Path.home() / ".cache" / "bidir" / "embeddings")
+
+
+class EmbeddingCache:
+    """Corpus embeddings on disk: ``<key>.npy`` (float32) beside ``<key>.json`` (what the key was made of)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root).expanduser()
+
+    @staticmethod
+    def key(parts: dict[str, Any]) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.npy"
+
+    def load(self, key: str, rows: int) -> torch.Tensor | None:
+        """The cached embeddings, or None when absent or unreadable (then they are computed again)."""
+        import numpy as np
+        import torch
+
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            array = np.load(path)
+        except (OSError, ValueError) as e:
+            log(f"ignoring unreadable cache file {path} ({e})")
+            return None
+        if array.ndim != 2 or array.shape[0] != rows:
+            log(f"ignoring cache file {path}: shape {array.shape} does not fit {rows} documents")
+            return None
+        return torch.from_numpy(array)
+
+    def save(self, key: str, embeddings: torch.Tensor, parts: dict[str, Any]) -> None:
+        """Write atomically (temporary file, then rename): a killed run never leaves half a file."""
+        import numpy as np
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=self.root)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    np.save(f, embeddings.detach().float().cpu().numpy())
+                os.replace(tmp, self.path(key))
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+            self.path(key).with_suffix(".json").write_text(json.dumps(parts, indent=2, sort_keys=True) + "\n")
+        except OSError as e:
+            log(f"could not write the embedding cache in {self.root} ({e}); continuing without it")
+
+
+def cache_parts(model: SentenceTransformer, dataset: RetrievalDataset, model_info: dict, settings: dict) -> dict:
+    """Everything that determines a corpus's embeddings: equal keys give bit-identical embeddings."""
+    return {
+        "model": model_info["fingerprint"],
+        "corpus": dataset.corpus_hash,
+        "prompts": dict(model.prompts),
+        "default_prompt_name": model.default_prompt_name,
+        "max_seq_length": max_seq_length(model),
+        "truncate_dim": settings["truncate_dim"],
+        "precision": settings["precision"],
+        "batch_size": settings["batch_size"],
+        "device": settings["device"],
+        "versions": {k: v for k, v in versions(ENCODING_PACKAGES).items() if k in ENCODING_PACKAGES},
+    }

@@ -1,0 +1,88 @@
+"""Encoding texts for evaluation: each unique text once, in batches of similar token length."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+# ``--precision`` -> the torch dtype of CUDA autocast (None: plain fp32).
+PRECISIONS = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}
+
+
+def autocast(precision: str):
+    """The autocast context of a precision: CUDA autocast for fp16/bf16, nothing for fp32."""
+    import torch
+
+    dtype = PRECISIONS[precision]
+    return torch.autocast("cuda", dtype=getattr(torch, dtype)) if dtype else nullcontext()
+
+
+def encode(
+    model: SentenceTransformer,
+    texts: list[str],
+    *,
+    kind: str,
+    batch_size: int,
+    truncate_dim: int | None = None,
+    precision: str = "fp32",
+) -> torch.Tensor:
+    """Embed texts with the model's query or document prompt (``encode_query`` / ``encode_document``).
+
+    Each unique text is encoded once. Batches hold texts of similar token length, longest first, so
+    little compute is spent on padding and an out-of-memory error comes at once, not at the end.
+
+    Args:
+        model: The model.
+        texts: Texts, duplicates allowed.
+        kind: ``"query"`` or ``"document"``.
+        batch_size: Texts per forward pass.
+        truncate_dim: Keep the first dimensions only (Matryoshka models).
+        precision: ``fp32``, or ``fp16``/``bf16`` autocast on a CUDA device.
+
+    Returns:
+        Float32 embeddings ``[len(texts), dim]`` on the model's device.
+    """
+    import torch
+
+    unique = list(dict.fromkeys(texts))
+    position = {text: i for i, text in enumerate(unique)}
+    lengths = _token_lengths(model, unique)
+    order = sorted(range(len(unique)), key=lambda i: -lengths[i])
+    encode_fn = model.encode_query if kind == "query" else model.encode_document
+    parts = []
+    with autocast(precision):
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            embeddings = encode_fn(
+                [unique[i] for i in batch],
+                batch_size=len(batch),
+                convert_to_tensor=True,
+                truncate_dim=truncate_dim,
+                show_progress_bar=False,
+            )
+            parts.append(embeddings.float())
+    stacked = torch.cat(parts)
+    unsort = torch.empty(len(order), dtype=torch.long, device=stacked.device)
+    unsort[torch.tensor(order, device=stacked.device)] = torch.arange(len(order), device=stacked.device)
+    return stacked[unsort][torch.tensor([position[t] for t in texts], device=stacked.device)]
+
+
+def _token_lengths(model: SentenceTransformer, texts: list[str]) -> list[int]:
+    """Token counts after truncation, or character counts for models without a Hugging Face tokenizer."""
+    from transformers import PreTrainedTokenizerBase
+
+    tokenizer = getattr(model, "tokenizer", None)
+    if not isinstance(tokenizer, PreTrainedTokenizerBase) or not texts:
+        return [len(t) for t in texts]
+    ids = tokenizer(
+        texts,
+        truncation=True,
+        max_length=getattr(model, "max_seq_length", None),
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )["input_ids"]
+    return [len(x) for x in ids]
