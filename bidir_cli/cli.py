@@ -101,7 +101,7 @@ def eval_(
     output: Annotated[Path | None, typer.Option("--output", help="Results JSON file to write.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="'bidir', or 'mteb' to cross-check with mteb.")] = "bidir",
     precision: Annotated[
-        str, typer.Option("--precision", help="Encoding precision on a GPU: fp32, fp16 or bf16.")
+        str, typer.Option("--precision", help="Encoding precision: fp32, bf16, or fp16 (CUDA only).")
     ] = "fp32",
     cache_dir: Annotated[
         Path | None, typer.Option("--cache-dir", help="Corpus-embedding cache (default: ~/.cache/bidir/embeddings).")
@@ -146,6 +146,20 @@ def compare(
         int, typer.Option("--permutations", min=100, help="Randomization-test permutations.")
     ] = 10000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the randomization test and bootstrap.")] = 0,
+    truncate_dim: Annotated[
+        int | None,
+        typer.Option("--truncate-dim", min=1, help="Read a run's results at this truncation (default: full)."),
+    ] = None,
+    precision: Annotated[
+        str, typer.Option("--precision", help="Read a run's results of this precision (default: fp32).")
+    ] = "fp32",
+    backend: Annotated[str, typer.Option("--backend", help="Read a run's results of this backend.")] = "bidir",
+    mixed_settings: Annotated[
+        bool,
+        typer.Option(
+            "--mixed-settings", help="Compare results evaluated under different settings (listed in the table)."
+        ),
+    ] = False,
 ) -> None:
     """Compare runs: a table per dataset with paired significance tests against the baseline."""
 
@@ -162,6 +176,8 @@ def compare(
             suite=suite,
             permutations=permutations,
             seed=seed,
+            settings={"truncate_dim": truncate_dim, "precision": precision, "backend": backend},
+            mixed_settings=mixed_settings,
         )
 
     run_command(body)

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from .comparison import ALPHA, LEVEL, MEAN, Cell, Column, Comparison, Difference, MetaRow, Source
+from .comparison import ALPHA, LEVEL, MEAN, Cell, Column, Comparison, Difference, Source
 from .errors import InputError
-from .results import EvalResult
+from .meta_rows import meta_rows
+from .results import DEFAULT_SETTINGS, NUMBER_SETTINGS, EvalResult
 from .runs import RunDir
 from .stats import bootstrap_ci, holm, seed_mean_std, sign_flip_test
 
@@ -34,6 +35,8 @@ def compare_command(
     suite: str | None,
     permutations: int,
     seed: int,
+    settings: dict[str, Any] | None = None,
+    mixed_settings: bool = False,
 ) -> Comparison:
     """Load the inputs, compare them, print the result to stdout and notes to stderr."""
     from . import report
@@ -42,8 +45,10 @@ def compare_command(
         raise InputError(f"--format: unknown format {fmt!r} (choose from {', '.join(report.FORMATS)})")
     if plot is not None and plot.suffix.lower() != ".png":
         raise InputError(f"--plot: {plot} should end in .png (the plot is saved as a PNG image)")
-    columns = load_columns(inputs, groups, suite)
-    comparison = build_comparison(columns, baseline=baseline, metric=metric, permutations=permutations, seed=seed)
+    columns = load_columns(inputs, groups, suite, settings)
+    comparison = build_comparison(
+        columns, baseline=baseline, metric=metric, permutations=permutations, seed=seed, mixed_settings=mixed_settings
+    )
     for note in comparison.notes:
         print(f"bidir: note: {note}", file=sys.stderr)
     report.FORMATS[fmt](comparison, sys.stdout)
@@ -58,11 +63,18 @@ def compare_command(
 # Loading
 
 
-def load_columns(inputs: list[str], groups: list[str], suite: str | None) -> list[Column]:
-    """One column per positional input, then one per ``--group NAME=GLOB``, names checked unique."""
+def load_columns(
+    inputs: list[str], groups: list[str], suite: str | None, settings: dict[str, Any] | None = None
+) -> list[Column]:
+    """One column per positional input, then one per ``--group NAME=GLOB``, names checked unique.
+
+    ``suite`` and ``settings`` (the number settings wanted, default :data:`DEFAULT_SETTINGS`) choose a run
+    directory's results file.
+    """
+    settings = {**DEFAULT_SETTINGS, **(settings or {})}
     columns = []
     for arg in inputs:
-        source = load_source(Path(arg), suite)
+        source = load_source(Path(arg), suite, settings)
         columns.append(Column(name=source.name, sources=[source]))
     for spec in groups:
         name, sep, pattern = spec.partition("=")
@@ -71,7 +83,7 @@ def load_columns(inputs: list[str], groups: list[str], suite: str | None) -> lis
         paths = sorted(glob.glob(str(Path(pattern).expanduser())))
         if not paths:
             raise InputError(f"--group {name}: {pattern!r} matches nothing")
-        columns.append(Column(name=name, sources=[load_source(Path(p), suite) for p in paths], group=True))
+        columns.append(Column(name=name, sources=[load_source(Path(p), suite, settings) for p in paths], group=True))
     if not columns:
         raise InputError("nothing to compare: give run directories, results files or --group NAME=GLOB")
 
@@ -84,37 +96,61 @@ def load_columns(inputs: list[str], groups: list[str], suite: str | None) -> lis
     return columns
 
 
-def load_source(path: Path, suite: str | None) -> Source:
-    """A run directory (its ``eval/<suite>.json`` and ``meta.json``) or a results file.
+def load_source(path: Path, suite: str | None, settings: dict[str, Any] = DEFAULT_SETTINGS) -> Source:
+    """A run directory (the results file of its evaluation that ``suite`` and ``settings`` choose, and its
+    meta.json) or a results file (taken as it is).
 
-    A results file in the ``eval/`` folder of a directory that has a meta.json is read as that run.
+    A results file in the ``eval/`` folder of a directory that has a meta.json is read as that run. A column
+    is named after the run, with the settings part of the file's name (``mnbrl--dim64``) when there is one.
     """
     if path.is_dir():
         run = RunDir(path.resolve())
-        results = find_results(run, suite)
-        return Source(run.path.name, results, EvalResult.load(results), run.read_meta())
+        results, result = find_results(run, suite, settings)
+        return Source(_column_name(run, result, results), results, result, run.read_meta())
     if not path.exists():
         raise InputError(f"{path}: no such run directory or results file")
+    result = EvalResult.load(path)
     run = RunDir(path.resolve().parent.parent)
     if path.resolve().parent == run.eval_dir and run.is_run():
-        return Source(run.path.name, path, EvalResult.load(path), run.read_meta())
-    return Source(path.stem, path, EvalResult.load(path), None)
+        return Source(_column_name(run, result, path), path, result, run.read_meta())
+    return Source(path.stem, path, result, None)
 
 
-def find_results(run: RunDir, suite: str | None) -> Path:
-    """The results file of a run directory: ``eval/<suite>.json``, or the only one there is."""
-    found = run.results_files()
-    names = ", ".join(p.stem for p in found)
-    if suite is not None:
-        path = run.results_file(suite)
-        if not path.is_file():
-            raise InputError(f"{run.path}: no eval/{path.name}" + (f" (it has: {names})" if found else ""))
-        return path
+def _column_name(run: RunDir, result: EvalResult, path: Path) -> str:
+    suffix = path.stem.removeprefix(run.results_file(result.suite["name"]).stem)
+    return run.path.name + (suffix if suffix != path.stem else f"--{path.stem}")
+
+
+def find_results(run: RunDir, suite: str | None, settings: dict[str, Any]) -> tuple[Path, EvalResult]:
+    """The results file of a run directory of the suite (if given) and number settings asked for.
+
+    Raises:
+        InputError: none, or several, match; the message lists the run's results files and their settings.
+    """
+    found = [(path, EvalResult.load(path)) for path in run.results_files()]
     if not found:
         raise InputError(f"{run.path}: no results in {run.eval_dir} (run `bidir eval {run.path}` first)")
-    if len(found) > 1:
-        raise InputError(f"{run.path}: several results in eval/ ({names}); choose one with --suite")
-    return found[0]
+    chosen = [
+        (path, result)
+        for path, result in found
+        if (suite is None or result.suite["name"] == suite)
+        and all(result.number_settings[k] == v for k, v in settings.items())
+    ]
+    if len(chosen) == 1:
+        return chosen[0]
+    wanted = ", ".join([*([f"suite {suite}"] if suite else []), *(f"{k} {v}" for k, v in settings.items())])
+    listing = "; ".join(
+        f"eval/{path.name} (suite {r.suite['name']}, "
+        + ", ".join(f"{k} {r.number_settings[k]}" for k in settings)
+        + ")"
+        for path, r in found
+    )
+    if not chosen:
+        raise InputError(
+            f"{run.path}: no results file for {wanted} (it has: {listing}); choose with --suite, --truncate-dim, "
+            "--precision or --backend"
+        )
+    raise InputError(f"{run.path}: several results files for {wanted} ({listing}); choose one with --suite")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,13 +224,24 @@ def aligned_scores(source: Source, dataset: str, metric: str, reference: tuple[P
 
 
 def build_comparison(
-    columns: list[Column], *, baseline: str | None, metric: str, permutations: int, seed: int
+    columns: list[Column],
+    *,
+    baseline: str | None,
+    metric: str,
+    permutations: int,
+    seed: int,
+    mixed_settings: bool = False,
 ) -> Comparison:
     """Cells, differences from the baseline with their tests, and meta rows, for loaded columns.
 
     Each (column, row) pair draws from its own generator seeded with ``(seed, column, row)``, so
     adding a column at the end leaves the numbers of the others unchanged.
+
+    Raises:
+        InputError: the results were computed under different number settings (truncation, precision, ...),
+            unless ``mixed_settings``; the message names each setting that differs.
     """
+    check_same_settings(columns, mixed_settings)
     names = [c.name for c in columns]
     baseline = names[0] if baseline is None else baseline
     if baseline not in names:
@@ -274,6 +321,27 @@ def build_comparison(
     )
 
 
+def check_same_settings(columns: list[Column], allowed: bool) -> None:
+    """Refuse to pair results of different number settings, naming what differs (unless allowed).
+
+    The suite itself need not match: datasets are paired by name and checked by content hash.
+    """
+    differing = {}
+    for key in NUMBER_SETTINGS:
+        values = {c.name: sorted({json.dumps(s.result.number_settings[key]) for s in c.sources}) for c in columns}
+        if len({v for vs in values.values() for v in vs}) > 1:
+            differing[key] = values
+    if differing and not allowed:
+        described = "; ".join(
+            f"{key}: " + ", ".join(f"{name} {' / '.join(vs)}" for name, vs in values.items())
+            for key, values in differing.items()
+        )
+        raise InputError(
+            f"the results were evaluated under different settings ({described}); their numbers are not "
+            "comparable: pass --mixed-settings to compare them anyway (the table then lists the differences)"
+        )
+
+
 def _cell(per_seed: np.ndarray) -> Cell:
     value, std = seed_mean_std(per_seed)
     return Cell(value=value, std=std, seeds=[float(x) for x in per_seed])
@@ -294,74 +362,3 @@ def _consistency_notes(sources: list[Source], dataset: str, metric: str, rows: l
                 f"per-query scores {row.mean():.6f}; the table shows the latter"
             )
     return notes
-
-
-# ---------------------------------------------------------------------------------------------
-# Rows from meta.json
-
-# (row name, kind, path of keys in meta.json)
-_MEASUREMENTS = (
-    ("training wall time", "duration", ("wall_time_s",)),
-    ("examples per second", "rate", ("train", "examples_per_second")),
-    ("peak memory", "bytes", ("train", "peak_memory_bytes")),
-)
-
-
-def meta_rows(columns: list[Column]) -> list[MetaRow]:
-    """The training measurements any run recorded, then the settings whose values differ between columns.
-
-    Settings are meta.json's ``seed``, ``loss``, ``data`` and ``config`` flattened to dotted keys
-    (``loss.scale``, ``data.sources[0].hash``). A column's settings are the distinct values among
-    its runs; a key is shown when two columns that record it differ (a column without it, such as an
-    untrained base model with no loss or data, does not make every key a difference). ``config.X`` is
-    not shown again when ``X`` shows the same values (the resolved config repeats the loss and data sections).
-    """
-    rows = []
-    for name, kind, keys in _MEASUREMENTS:
-        values = {c.name: [_number(_dig(s.meta.to_dict() if s.meta else {}, keys)) for s in c.sources] for c in columns}
-        if any(v is not None for vs in values.values() for v in vs):
-            rows.append(MetaRow(name, kind, values))
-
-    flat = {c.name: [_flatten(s.meta.settings() if s.meta else {}) for s in c.sources] for c in columns}
-    keys = sorted({k for runs in flat.values() for run in runs for k in run}, key=_setting_order)
-    settings: dict[str, dict[str, list[Any]]] = {}
-    for key in keys:
-        values = {name: [run.get(key) for run in runs] for name, runs in flat.items()}
-        recorded = [vs for vs in values.values() if any(v is not None for v in vs)]
-        distinct = {tuple(sorted({json.dumps(v, sort_keys=True) for v in vs})) for vs in recorded}
-        if len(distinct) > 1:
-            settings[key] = values
-    for key, values in settings.items():
-        if key.startswith("config.") and settings.get(key.removeprefix("config.")) == values:
-            continue
-        rows.append(MetaRow(key, "setting", values))
-    return rows
-
-
-def _setting_order(key: str) -> tuple[int, str]:
-    """seed, then loss, data and config keys, each alphabetically."""
-    return (("seed", "loss", "data", "config").index(key.split(".", 1)[0].split("[", 1)[0]), key)
-
-
-def _dig(meta: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    value: Any = meta
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts and lists to ``{"a.b[0].c": leaf}``."""
-    if isinstance(value, dict):
-        items = [(f"{prefix}.{k}" if prefix else str(k), v) for k, v in value.items()]
-    elif isinstance(value, list) and value:
-        items = [(f"{prefix}[{i}]", v) for i, v in enumerate(value)]
-    else:
-        return {prefix: value}
-    return {key: leaf for k, v in items for key, leaf in _flatten(v, k).items()}

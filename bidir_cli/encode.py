@@ -9,16 +9,29 @@ if TYPE_CHECKING:
     import torch
     from sentence_transformers import SentenceTransformer
 
-# ``--precision`` -> the torch dtype of CUDA autocast (None: plain fp32).
+# A precision -> the torch dtype of autocast (None: plain fp32).
 PRECISIONS = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}
 
 
-def autocast(precision: str):
-    """The autocast context of a precision: CUDA autocast for fp16/bf16, nothing for fp32."""
+def precision_problem(precision: str, cuda: bool) -> str | None:
+    """The one rule for training and evaluation precision: fp16 needs a CUDA device, bf16 and fp32 run anywhere.
+
+    fp16 mixed precision needs a loss scaler and half-precision kernels that only CUDA has (transformers' fp16
+    on a CPU does not train in fp16); bf16 autocast exists on CPUs too.
+    """
+    if precision not in PRECISIONS:
+        return f"{precision!r} is not one of {', '.join(PRECISIONS)}"
+    if precision == "fp16" and not cuda:
+        return "fp16 needs a CUDA device; on a CPU use bf16 or fp32"
+    return None
+
+
+def autocast(precision: str, device_type: str = "cuda"):
+    """The autocast context of a precision on a device type (``cuda`` or ``cpu``); nothing for fp32."""
     import torch
 
     dtype = PRECISIONS[precision]
-    return torch.autocast("cuda", dtype=getattr(torch, dtype)) if dtype else nullcontext()
+    return torch.autocast(device_type, dtype=getattr(torch, dtype)) if dtype else nullcontext()
 
 
 def encode(
@@ -41,7 +54,7 @@ def encode(
         kind: ``"query"`` or ``"document"``.
         batch_size: Texts per forward pass.
         truncate_dim: Keep the first dimensions only (Matryoshka models).
-        precision: ``fp32``, or ``fp16``/``bf16`` autocast on a CUDA device.
+        precision: ``fp32``, or ``fp16``/``bf16`` autocast on the model's device (see :func:`precision_problem`).
 
     Returns:
         Float32 embeddings ``[len(texts), dim]`` on the model's device.
@@ -54,7 +67,7 @@ def encode(
     order = sorted(range(len(unique)), key=lambda i: -lengths[i])
     encode_fn = model.encode_query if kind == "query" else model.encode_document
     parts = []
-    with autocast(precision):
+    with autocast(precision, model.device.type):
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             embeddings = encode_fn(

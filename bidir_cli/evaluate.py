@@ -14,21 +14,19 @@ test any of them for significance. Speed comes from work not done twice, never f
 
 from __future__ import annotations
 
-import hashlib
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .embedding_cache import EmbeddingCache, cache_parts, default_cache_dir
-from .encode import PRECISIONS, encode
+from .encode import encode, precision_problem
 from .errors import InputError
 from .io import log
 from .metrics import METRIC_NAMES, PRIMARY_METRIC, TOP_K, query_metrics
 from .models import load_for_evaluation, max_seq_length, resolve_model
-from .results import DatasetResult, EvalResult
+from .results import DatasetResult, EvalResult, suite_identity
 from .retrieval import RetrievalDataset
-from .runs import versions
+from .runs import now, versions
 from .search import search
 from .suites import Suite, resolve_suite
 
@@ -85,6 +83,7 @@ def evaluate_dataset(
         per_query=per_query,
         time_s=round(time.perf_counter() - start, 3),
         extra={"corpus_hash": dataset.corpus_hash, "embedding_cache": cache_state, "notes": list(dataset.notes)},
+        created=now(),
     )
 
 
@@ -109,7 +108,7 @@ def evaluate(
         model_info: ``name`` and ``fingerprint`` (``None`` disables the cache: nothing safe to key it by).
         batch_size: Encoding batch size.
         truncate_dim: Truncate embeddings to this many dimensions.
-        precision: ``fp32``, ``fp16`` or ``bf16`` (the latter two on CUDA only).
+        precision: ``fp32``, ``fp16`` (CUDA only) or ``bf16``.
         backend: ``bidir``, or ``mteb`` to add mteb's nDCG@10 of the same data (``extra["mteb"]``).
         cache: Corpus-embedding cache, or None.
     """
@@ -140,16 +139,11 @@ def evaluate(
         results[dataset.name] = result
         log(f"{dataset.name}: {PRIMARY_METRIC} {result.metrics[PRIMARY_METRIC]:.4f} ({result.time_s:.1f} s)")
     return EvalResult(
-        suite={
-            "name": suite.name,
-            "source": suite.source,
-            "hash": hashlib.sha256("".join(r.hash for r in results.values()).encode()).hexdigest(),
-            "datasets": list(results),
-        },
+        suite=suite_identity(suite.name, suite.source, results),
         model=dict(model_info),
         settings=settings,
         versions=versions(EVAL_PACKAGES + (("mteb",) if backend == "mteb" else ())),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=now(),
         datasets=results,
     )
 
@@ -190,13 +184,10 @@ def eval_command(
 
     if backend not in BACKENDS:
         raise InputError(f"--backend: {backend!r} is not one of {', '.join(BACKENDS)}")
-    if precision not in PRECISIONS:
-        raise InputError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if precision != "fp32":
-        import torch
+    import torch
 
-        if not torch.cuda.is_available():
-            raise InputError(f"--precision {precision} needs a CUDA device; on a CPU use fp32")
+    if problem := precision_problem(precision, torch.cuda.is_available()):
+        raise InputError(f"--precision {precision}: {problem}")
 
     resolve_model(model)  # a typo fails before the data is loaded
     chosen, loaded = load_suite(suite, datasets)
@@ -217,9 +208,9 @@ def eval_command(
         backend=backend,
         cache=cache,
     )
-    targets = ([run.results_file(chosen.name)] if run else []) + ([output] if output else [])
-    for target in targets:
-        result.save(target)
-        log(f"results written to {target}")
+    if run:
+        log(f"results written to {result.store(run.results_file(result.stem), numbered=True)}")
+    if output:
+        log(f"results written to {result.store(output, numbered=False)}")
     render_eval(result, results_console())
     return result

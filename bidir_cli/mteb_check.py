@@ -72,7 +72,7 @@ def mteb_ndcg_at_10(
     previous_dim = model.truncate_dim
     model.truncate_dim = truncate_dim  # mteb calls encode without it; the model's own setting applies
     try:
-        with warnings.catch_warnings(), autocast(precision):
+        with warnings.catch_warnings(), autocast(precision, model.device.type):
             warnings.simplefilter("ignore")
             result = mteb.evaluate(
                 model,

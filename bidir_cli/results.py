@@ -5,10 +5,27 @@ suite's evaluation of one model: for each dataset its identity, counts, aggregat
 the per-query value of every metric, so that ``bidir compare`` can run paired tests on any metric
 without loading a model.
 
-Layout on disk (``format`` = ``bidir.eval/1``)::
+Which settings a result was computed under decides where it is stored and what it may be merged with.
+The *number settings* (:data:`NUMBER_SETTINGS`: the suite, truncation, prompts, maximum sequence length,
+precision, backend and similarity) change the numbers; device, batch size and the embedding cache do not.
+A run keeps one file per suite and number settings (:func:`results_stem`)::
+
+    eval/<suite>.json                   full dimension, fp32, the bidir backend, the model's own prompts
+    eval/<suite>--dim64.json            --truncate-dim 64
+    eval/<suite>--dim64--bf16.json      --truncate-dim 64 --precision bf16
+    eval/<suite>--mteb.json             --backend mteb
+    eval/<suite>--2.json                the same settings but another model fingerprint (or settings that the
+                                        name does not show, such as prompts): never merged with the first
+
+An evaluation of some of a suite's datasets is merged into the file of the same settings when the model
+fingerprint and every number setting are the same (its datasets replace theirs, the others stay);
+otherwise it goes to the next free name. A result is never replaced by one computed under other settings.
+
+Layout on disk (``format`` = ``bidir.eval/2``; ``bidir.eval/1`` files, without per-dataset ``created``,
+are still read)::
 
     {
-      "format": "bidir.eval/1",
+      "format": "bidir.eval/2",
       "suite": {"name": "nanobeir", "source": "...", "hash": "..."},
       "model": {"name": "...", "fingerprint": "..."},
       "settings": {"batch_size": 64, "truncate_dim": null, "backend": "bidir", "device": "cpu", ...},
@@ -21,7 +38,8 @@ Layout on disk (``format`` = ``bidir.eval/1``)::
           "metrics": {"ndcg@10": 0.64, ...},
           "query_ids": ["q1", "q2", ...],
           "per_query": {"ndcg@10": [0.5, 1.0, ...], ...},
-          "time_s": 12.3
+          "time_s": 12.3,
+          "created": "2026-11-27T10:00:00+00:00"
         }
       },
       "mean": {"ndcg@10": 0.61, ...}
@@ -30,6 +48,7 @@ Layout on disk (``format`` = ``bidir.eval/1``)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +58,23 @@ from .errors import InputError
 from .io import atomic_write_json
 from .metrics import METRIC_NAMES
 
-FORMAT = "bidir.eval/1"
+FORMAT = "bidir.eval/2"
+READABLE_FORMATS = ("bidir.eval/1", FORMAT)
+# The settings that change the numbers (with the suite): results that differ in one are never merged.
+NUMBER_SETTINGS = ("truncate_dim", "prompts", "max_seq_length", "precision", "backend", "similarity")
+# Their values when a flag does not say otherwise; a file's name shows the flags that differ from them.
+DEFAULT_SETTINGS = {"truncate_dim": None, "precision": "fp32", "backend": "bidir"}
+
+
+def results_stem(suite: str, settings: dict[str, Any]) -> str:
+    """A results file's name without ``.json``: the suite, then each flag setting that is not the default."""
+    parts = [suite]
+    if settings.get("truncate_dim") is not None:
+        parts.append(f"dim{settings['truncate_dim']}")
+    parts += [
+        settings[k] for k in ("precision", "backend") if settings.get(k, DEFAULT_SETTINGS[k]) != DEFAULT_SETTINGS[k]
+    ]
+    return "--".join(parts)
 
 
 @dataclass
@@ -55,6 +90,7 @@ class DatasetResult:
     per_query: dict[str, list[float]]
     time_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -73,6 +109,7 @@ class DatasetResult:
             per_query={k: [float(x) for x in v] for k, v in d["per_query"].items()},
             time_s=float(d.get("time_s", 0.0)),
             extra=dict(d.get("extra", {})),
+            created=str(d.get("created", "")),
         )
 
 
@@ -109,7 +146,7 @@ class EvalResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvalResult:
-        return cls(
+        result = cls(
             suite=dict(d["suite"]),
             model=dict(d.get("model", {})),
             settings=dict(d.get("settings", {})),
@@ -117,9 +154,83 @@ class EvalResult:
             created=str(d.get("created", "")),
             datasets={name: DatasetResult.from_dict(name, v) for name, v in d["datasets"].items()},
         )
+        for dataset in result.datasets.values():
+            dataset.created = dataset.created or result.created  # bidir.eval/1 has one time for the file
+        return result
+
+    @property
+    def number_settings(self) -> dict[str, Any]:
+        """The settings that change the numbers, with defaults for those an older file did not record."""
+        return {k: self.settings.get(k, DEFAULT_SETTINGS.get(k)) for k in NUMBER_SETTINGS}
+
+    @property
+    def stem(self) -> str:
+        """The name of this result's file in a run's ``eval/`` (without a ``--N`` for a clash)."""
+        return results_stem(self.suite["name"], self.settings)
+
+    def differences(self, other: EvalResult) -> list[str]:
+        """What keeps two results from being one evaluation: model, suite, or a number setting."""
+        found = []
+        if not self.model.get("fingerprint") or self.model.get("fingerprint") != other.model.get("fingerprint"):
+            found.append("model fingerprint")
+        found += [f"suite {k}" for k in ("name", "source") if self.suite.get(k) != other.suite.get(k)]
+        mine, theirs = self.number_settings, other.number_settings
+        found += [f"{k} ({theirs[k]!r} there, {mine[k]!r} here)" for k in NUMBER_SETTINGS if mine[k] != theirs[k]]
+        found += [f"dataset {n} (other content)" for n, d in self.datasets.items() if n in other.datasets
+                  and other.datasets[n].hash != d.hash]  # fmt: skip
+        return found
+
+    def merged_into(self, earlier: EvalResult) -> EvalResult:
+        """This result with the datasets of an earlier one of the same evaluation that it did not redo."""
+        datasets = {**earlier.datasets, **self.datasets}
+        return EvalResult(
+            suite=suite_identity(self.suite["name"], self.suite["source"], datasets),
+            model=self.model,
+            settings=self.settings,
+            versions=self.versions,
+            created=self.created,
+            datasets=datasets,
+        )
 
     def save(self, path: str | Path) -> None:
         atomic_write_json(path, self.to_dict())
+
+    def store(self, path: Path, *, numbered: bool) -> Path:
+        """Write to ``path`` without ever replacing a result computed under other settings.
+
+        An existing results file of the same evaluation (:meth:`differences` empty) is merged with this
+        one. Any other existing file is left alone: with ``numbered`` (a run's ``eval/``, where bidir
+        chooses the name) this result goes to the next free ``<stem>--N.json``; otherwise (a path the user
+        chose) it is refused.
+
+        Returns:
+            The file written.
+        """
+        candidates = [path]
+        if numbered:
+            candidates += [path.with_name(f"{path.stem}--{n}.json") for n in range(2, 1000)]
+        for candidate in candidates:
+            if not candidate.exists():
+                self.save(candidate)
+                return candidate
+            try:
+                earlier = EvalResult.load(candidate)
+            except InputError:
+                if numbered:
+                    continue
+                raise InputError(
+                    f"{candidate}: exists and is not a bidir results file; bidir does not replace it"
+                ) from None
+            differences = self.differences(earlier)
+            if not differences:
+                self.merged_into(earlier).save(candidate)
+                return candidate
+            if not numbered:
+                raise InputError(
+                    f"{candidate}: holds another evaluation (it differs in {', '.join(differences)}); bidir does not "
+                    "replace it: choose another --output"
+                )
+        raise InputError(f"{path}: too many results files of this suite and settings")
 
     @classmethod
     def load(cls, path: str | Path) -> EvalResult:
@@ -133,9 +244,19 @@ class EvalResult:
             raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         except json.JSONDecodeError as e:
             raise InputError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+        if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
             raise InputError(f'{path}: not a bidir results file (expected "format": "{FORMAT}")')
         try:
             return cls.from_dict(data)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise InputError(f"{path}: malformed results file ({type(e).__name__}: {e})") from None
+
+
+def suite_identity(name: str, source: str, datasets: dict[str, DatasetResult]) -> dict[str, Any]:
+    """A results file's ``suite``: its name and source, the datasets in it and a hash of their contents."""
+    return {
+        "name": name,
+        "source": source,
+        "hash": hashlib.sha256("".join(d.hash for d in datasets.values()).encode()).hexdigest(),
+        "datasets": list(datasets),
+    }

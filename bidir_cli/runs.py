@@ -30,6 +30,7 @@ from .errors import InputError
 from .io import atomic_write_json
 
 RUN_FORMAT = "bidir.run/1"
+LEGACY_RUN_FORMAT = "bidir.run/0"  # how a meta.json from before the format field reads
 STATUSES = ("starting", "running", "completed", "failed", "interrupted")
 # The packages a run records; bidir and python are always recorded.
 RUN_PACKAGES = ("sentence-transformers", "transformers", "torch", "datasets", "accelerate")
@@ -110,7 +111,7 @@ class RunMeta:
     def from_dict(cls, d: dict[str, Any]) -> RunMeta:
         known = {f.name for f in fields(cls)} - {"extra"}
         values = {k: v for k, v in d.items() if k in known}
-        values.setdefault("format", "bidir.run/0")
+        values.setdefault("format", LEGACY_RUN_FORMAT)
         values.setdefault("status", None)
         values.setdefault("name", "")
         for key in ("train", "model", "loss", "data", "config", "versions"):
@@ -154,9 +155,10 @@ class RunDir:
     def eval_dir(self) -> Path:
         return self.path / "eval"
 
-    def results_file(self, suite: str) -> Path:
-        """Where the results of a suite go: ``eval/<suite>.json``, the name made safe for a file system."""
-        return self.eval_dir / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', suite) or 'suite'}.json"
+    def results_file(self, stem: str) -> Path:
+        """``eval/<stem>.json``, the name made safe for a file system; the stem is ``EvalResult.stem``
+        (the suite and the settings that change the numbers, see ``results.py``)."""
+        return self.eval_dir / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', stem) or 'suite'}.json"
 
     def results_files(self) -> list[Path]:
         """Every results file of the run, sorted by name."""
@@ -168,6 +170,18 @@ class RunDir:
     def is_run(self) -> bool:
         """Whether the folder is a run directory (it has a meta.json)."""
         return self.meta.is_file()
+
+    def written_by_bidir(self) -> bool:
+        """Whether bidir made this folder: its meta.json is a JSON object with a ``bidir.run/`` format.
+
+        This is what allows bidir to delete or replace the folder (``--overwrite``): meta.json is the first file
+        written into a new run directory, so even a run that failed at its start qualifies.
+        """
+        try:
+            meta = self.read_meta()
+        except InputError:
+            return False
+        return meta is not None and meta.format.startswith("bidir.run/") and meta.format != LEGACY_RUN_FORMAT
 
     def read_meta(self) -> RunMeta | None:
         """The run's meta.json, or None when it has none.
@@ -216,18 +230,31 @@ def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> RunDir:
     run = RunDir(path)
     if resume and overwrite:
         raise InputError("--resume and --overwrite exclude each other")
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: exists and is not a folder")
     if run.exists():
         if not (resume or overwrite):
             raise InputError(f"{path}: run directory exists; pass --resume to continue it or --overwrite to replace it")
         if resume and not run.meta.exists():
             raise InputError(f"{path}: not a bidir run directory (no meta.json) and cannot be resumed")
+        if overwrite and not run.written_by_bidir():
+            raise InputError(
+                f"{path}: not a run directory that bidir wrote (no meta.json with a bidir.run format), so --overwrite "
+                "will not delete it; choose another --output-dir, or remove the folder yourself"
+            )
     elif resume:
         raise InputError(f"{path}: no run to resume")
     return run
 
 
-def start_run(run: RunDir, *, overwrite: bool) -> None:
-    """Create (or, with ``--overwrite``, recreate) the run directory."""
-    if overwrite and run.path.exists():
+def start_run(run: RunDir, meta: RunMeta, *, overwrite: bool) -> None:
+    """Create (or, with ``--overwrite``, recreate) the run directory; meta.json is its first file.
+
+    Only a folder that bidir wrote is ever deleted (checked again here, right before deleting).
+    """
+    if overwrite and run.exists():
+        if not run.written_by_bidir():
+            raise InputError(f"{run.path}: not a run directory that bidir wrote; --overwrite will not delete it")
         shutil.rmtree(run.path)
     run.path.mkdir(parents=True, exist_ok=True)
+    run.write_meta(meta)

@@ -41,7 +41,13 @@ def train_command(
     dry_run: bool = False,
 ) -> RunDir | None:
     """``bidir train``: returns the run directory (None for ``--dry-run``)."""
+    import torch
+
+    from .encode import precision_problem
+
     cfg = load_config(config_path, overrides)
+    if problem := precision_problem(cfg.training.precision, torch.cuda.is_available()):
+        raise InputError(f"{config_path}: training.precision: {problem}")
     base_dir = Path(config_path).resolve().parent
     run_path = Path(output_dir) if output_dir is not None else Path("runs") / cfg.name
     if dry_run:
@@ -50,7 +56,7 @@ def train_command(
         run = prepare_run_dir(run_path, resume=resume, overwrite=overwrite)
     else:  # other ranks of a torchrun job: rank 0 owns the run directory
         run = RunDir(run_path)
-    if resume and is_main_process():
+    if resume and run is not None and is_main_process():
         check_same_config(run, cfg)
 
     from .data import load_training_data
@@ -58,13 +64,14 @@ def train_command(
     data = load_training_data(cfg.data, base_dir, cfg.training.seed)
     check_batch_size(cfg, data)
     suite = load_eval_suite(cfg, base_dir)
+    args = training_arguments(cfg, data, RunDir(run_path))  # every trainer argument checked before the run starts
     if dry_run:
         print_dry_run(cfg, data, run_path)
         return None
     command = ["bidir", "train", str(config_path), *[a for o in overrides for a in ("--set", o)]]
     command += [*(["--output-dir", str(output_dir)] if output_dir else []), *(["--resume"] if resume else [])]
     command += ["--overwrite"] if overwrite else []
-    return train(cfg, data, run, suite=suite, resume=resume, overwrite=overwrite, config_path=config_path,
+    return train(cfg, data, run, args, suite=suite, resume=resume, overwrite=overwrite, config_path=config_path,
                  command=command)  # fmt: skip
 
 
@@ -130,6 +137,7 @@ def train(
     cfg: Config,
     data,
     run: RunDir,
+    args,
     *,
     suite: EvalSuite | None,
     resume: bool,
@@ -152,16 +160,8 @@ def train(
 
     checkpoint = run.last_checkpoint() if resume else None
     previous = (run.read_meta() if resume else None) or RunMeta(status=None, name=cfg.name)
-    if is_main_process():
-        start_run(run, overwrite=overwrite)
-        atomic_write_text(run.config, config_to_yaml(cfg))
-        if checkpoint is None:
-            run.train_log.write_text("")  # every run has a log, even one too short for a logging step
-        else:
-            truncate_log(run.train_log, checkpoint_step(checkpoint))
-    trainer = make_trainer(cfg, model, loss, data, run, suite)
     meta = RunMeta(
-        status="running",
+        status="starting",
         name=cfg.name,
         argv=command,
         config_path=str(Path(config_path).resolve()),
@@ -172,13 +172,22 @@ def train(
         resumed_from=str(checkpoint) if checkpoint else None,
         versions=versions(),
         git_commit=git_commit(Path(__file__).parent),
-        device=str(trainer.args.device),
-        world_size=trainer.args.world_size,
+        device=str(args.device),
+        world_size=args.world_size,
         model={"source": cfg.model.name_or_path or "static", **model_description(model)},
         loss=cfg.loss.settings(),
         data={"sources": [s.identity for s in data.sources], "rows": data.rows, "sampling": cfg.data.sampling},
         config=cfg.model_dump(mode="json"),
     )
+    if is_main_process():
+        start_run(run, meta, overwrite=overwrite)  # meta.json first: the folder is recognisably bidir's
+        atomic_write_text(run.config, config_to_yaml(cfg))
+        if checkpoint is None:
+            run.train_log.write_text("")  # every run has a log, even one too short for a logging step
+        else:
+            truncate_log(run.train_log, checkpoint_step(checkpoint))
+    trainer = make_trainer(cfg, model, loss, data, run, args, suite)
+    meta.status = "running"
     if is_main_process():
         run.write_meta(meta)
 
@@ -221,9 +230,7 @@ def final_evaluation(run: RunDir, suite: EvalSuite, batch_size: int) -> None:
 
     model, model_info, _ = load_for_evaluation(str(run.path))
     result = evaluate(model, suite.datasets, suite=suite.suite, model_info=model_info, batch_size=batch_size)
-    path = run.results_file(suite.suite.name)
-    result.save(path)
-    log(f"results written to {path}")
+    log(f"results written to {result.store(run.results_file(result.stem), numbered=True)}")
     render_eval(result, results_console())
 
 
@@ -279,15 +286,23 @@ def truncate_log(log: Path, step: int) -> None:
     atomic_write_text(log, "".join(line + "\n" for line in kept))
 
 
-def make_trainer(cfg: Config, model, loss, data, run: RunDir, suite: EvalSuite | None):
-    """SentenceTransformerTrainer with our arguments and callbacks (log file, progress on stderr)."""
+def training_arguments(cfg: Config, data, run: RunDir):
+    """SentenceTransformerTrainingArguments from the config (``trainer_args.TRAINER_ARGS``, then ``extra_args``).
+
+    Built before the run directory exists, so a bad argument fails with exit 2 and leaves nothing behind.
+    """
+    import dataclasses
+
     import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from .callbacks import ProgressBar, TrainLog
     from .trainer_args import RunContext, trainer_arguments
 
+    known = {f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments) if f.init}
+    unknown = [f"training.extra_args.{k}: not an argument of SentenceTransformerTrainingArguments"
+               for k in cfg.training.extra_args if k not in known]  # fmt: skip
+    if unknown:
+        raise InputError(unknown[0] if len(unknown) == 1 else f"{len(unknown)} problems", problems=unknown)
     prompts = {}
     if cfg.model.query_prompt:
         prompts["anchor"] = cfg.model.query_prompt
@@ -296,9 +311,17 @@ def make_trainer(cfg: Config, model, loss, data, run: RunDir, suite: EvalSuite |
         prompts |= {c: cfg.model.document_prompt for c in columns}
     context = RunContext(output_dir=str(run.checkpoints), prompts=prompts or None, cuda=torch.cuda.is_available())
     try:
-        args = SentenceTransformerTrainingArguments(**trainer_arguments(cfg, context))
+        return SentenceTransformerTrainingArguments(**trainer_arguments(cfg, context))
     except (TypeError, ValueError) as e:
         raise InputError(f"training: invalid trainer arguments: {e}") from None
+
+
+def make_trainer(cfg: Config, model, loss, data, run: RunDir, args, suite: EvalSuite | None):
+    """SentenceTransformerTrainer with our arguments and callbacks (log file, progress on stderr)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from .callbacks import ProgressBar, TrainLog
+
     evaluator = None
     if cfg.evaluation.during_training:
         from .training_eval import TrainingEvaluator

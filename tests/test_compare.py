@@ -44,7 +44,7 @@ def write_results(
         )
         for name, values in scores.items()
     }
-    result = EvalResult(suite={"name": "nanobeir"}, model={}, settings={}, versions={}, created="", datasets=datasets)
+    result = EvalResult(suite={"name": path.stem}, model={}, settings={}, versions={}, created="", datasets=datasets)
     path.parent.mkdir(parents=True, exist_ok=True)
     result.save(path)
     return path
@@ -219,9 +219,9 @@ def test_run_directories_and_their_eval_files(tmp_path, capsys):
     one = write_run(tmp_path / "runs" / "one", scores)
     two = write_run(tmp_path / "runs" / "two", scores)
     write_results(two / "eval" / "beir.json", scores)
-    with pytest.raises(InputError, match=r"two: several results in eval/ \(beir, nanobeir\); choose one with --suite"):
+    with pytest.raises(InputError, match=r"two: several results files .*eval/beir.json .*eval/nanobeir.json.*--suite"):
         compare_json(capsys, [one, two])
-    with pytest.raises(InputError, match=r"one: no eval/beir.json \(it has: nanobeir\)"):
+    with pytest.raises(InputError, match=r"one: no results file for suite beir.*\(it has: eval/nanobeir.json"):
         compare_json(capsys, [one, two], suite="beir")
     out = compare_json(capsys, [one, two], suite="nanobeir")
     assert [c["name"] for c in out["columns"]] == ["one", "two"]

@@ -1,0 +1,259 @@
+"""Data safety: bidir deletes nothing it did not write, and never replaces a result with one of other settings.
+
+Each test reproduces a way an earlier version lost data (it fails on that version).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_evaluate import bidir_eval, make_collection
+from test_retrieval import write_beir
+from test_train import run_train, tiny_config
+from typer.testing import CliRunner
+
+from bidir_cli.cli import app
+from bidir_cli.comparison import Column, Source
+from bidir_cli.meta_rows import meta_rows
+from bidir_cli.results import EvalResult
+from bidir_cli.runs import RunDir, RunMeta
+
+
+def compare(*args) -> object:
+    return CliRunner().invoke(app, ["compare", *map(str, args)])
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+# --- 1. --overwrite deletes only a run directory that bidir wrote ------------------------------------------------
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_bidir_run(tmp_path):
+    config = tiny_config(tmp_path)
+    source_tree = tmp_path / "src"
+    (source_tree / "pkg").mkdir(parents=True)
+    (source_tree / "pkg" / "main.py").write_text("print('my work')\n")
+    (source_tree / "meta.json").write_text('{"status": "completed"}')  # someone's file, no bidir format
+    before = tree(source_tree)
+
+    result = run_train(str(config), "--output-dir", str(source_tree), "--overwrite")
+
+    assert result.exit_code == 2
+    assert "not a run directory that bidir wrote" in result.stderr and "--overwrite" in result.stderr
+    assert "Traceback" not in result.output
+    assert tree(source_tree) == before
+
+
+def test_meta_json_is_the_first_file_so_a_run_that_failed_at_start_can_be_overwritten(tmp_path, monkeypatch):
+    from bidir_cli import train
+
+    config = tiny_config(tmp_path)
+    out = tmp_path / "run"
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the trainer could not start")
+
+    monkeypatch.setattr(train, "make_trainer", fail)
+    assert run_train(str(config), "--output-dir", str(out)).exit_code == 1
+    meta = RunDir(out).read_meta()
+    assert meta.format == "bidir.run/1" and meta.status == "starting"
+    assert RunDir(out).written_by_bidir()
+
+    monkeypatch.undo()
+    result = run_train(str(config), "--output-dir", str(out), "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert RunDir(out).read_meta().status == "completed"
+
+
+# --- 2. Results files keyed by the settings that change the numbers ----------------------------------------------
+
+
+@pytest.fixture
+def run_with_model(tmp_path, tiny_bert_path) -> Path:
+    """A run directory (meta.json written through RunMeta) holding the tiny BERT as its model."""
+    run = RunDir(tmp_path / "runs" / "r1")
+    shutil.copytree(tiny_bert_path, run.model)
+    run.write_meta(RunMeta(status="completed", name="r1"))
+    return run.path
+
+
+def two_dataset_suite(tmp_path: Path) -> Path:
+    for seed, name in ((3, "alpha"), (4, "beta")):
+        write_beir(tmp_path / name, *make_collection(seed=seed, docs=30, queries=6))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: pair\ndatasets:\n  alpha: alpha\n  beta: beta\n")
+    return suite
+
+
+def test_truncated_evaluation_keeps_the_full_result_and_compare_names_the_difference(tmp_path, run_with_model):
+    folder = write_beir(tmp_path / "mini", *make_collection(seed=2, docs=40))
+    assert bidir_eval(run_with_model, "--suite", folder, "--no-cache").exit_code == 0
+    full = run_with_model / "eval" / "mini.json"
+    before = full.read_bytes()
+
+    result = bidir_eval(run_with_model, "--suite", folder, "--no-cache", "--truncate-dim", 16)
+
+    assert result.exit_code == 0, result.stderr
+    assert full.read_bytes() == before
+    truncated = run_with_model / "eval" / "mini--dim16.json"
+    assert EvalResult.load(truncated).settings["truncate_dim"] == 16
+
+    # Two results of other settings are not paired unless asked, and the difference is named either way.
+    refused = compare(full, truncated)
+    assert refused.exit_code == 2
+    assert "truncate_dim" in refused.stderr and "--mixed-settings" in refused.stderr
+    mixed = compare(full, truncated, "--mixed-settings", "--format", "markdown")
+    assert mixed.exit_code == 0, mixed.stderr
+    row = next(line for line in mixed.stdout.splitlines() if "eval.truncate\\_dim" in line)
+    assert "16" in row and "r1--dim16" in mixed.stdout
+
+
+def test_compare_chooses_a_runs_results_file_by_settings(tmp_path, run_with_model):
+    folder = write_beir(tmp_path / "mini", *make_collection(seed=2, docs=40))
+    other = RunDir(tmp_path / "runs" / "r2")
+    shutil.copytree(run_with_model / "model", other.model)
+    other.write_meta(RunMeta(status="completed", name="r2"))
+    for run in (run_with_model, other.path):
+        for extra in ((), ("--truncate-dim", 16)):
+            assert bidir_eval(run, "--suite", folder, "--no-cache", *extra).exit_code == 0
+
+    full = compare(run_with_model, other.path, "--format", "json")
+    truncated = compare(run_with_model, other.path, "--truncate-dim", 16, "--format", "json")
+    assert full.exit_code == truncated.exit_code == 0, full.stderr + truncated.stderr
+    runs_of = lambda out: [r for col in json.loads(out)["columns"] for r in col["runs"]]  # noqa: E731
+    assert all(p.endswith("mini.json") for p in runs_of(full.stdout))
+    assert all(p.endswith("mini--dim16.json") for p in runs_of(truncated.stdout))
+
+    missing = compare(run_with_model, other.path, "--truncate-dim", 8)
+    assert missing.exit_code == 2 and "mini--dim16.json" in missing.stderr and "truncate_dim 16" in missing.stderr
+
+
+def test_a_dataset_subset_merges_into_the_same_evaluation_and_nothing_else(tmp_path, run_with_model):
+    suite = two_dataset_suite(tmp_path)
+    assert bidir_eval(run_with_model, "--suite", suite, "--no-cache").exit_code == 0
+    path = run_with_model / "eval" / "pair.json"
+    first = EvalResult.load(path)
+
+    assert bidir_eval(run_with_model, "--suite", suite, "--no-cache", "--datasets", "alpha").exit_code == 0
+    merged = EvalResult.load(path)
+    assert list(merged.datasets) == ["alpha", "beta"] and merged.suite["datasets"] == ["alpha", "beta"]
+    assert merged.datasets["beta"] == first.datasets["beta"]  # untouched
+    assert merged.datasets["alpha"].per_query == first.datasets["alpha"].per_query  # same model, same numbers
+
+    # Another model in the same run's eval/ (its files changed): another file, the first one untouched.
+    before = path.read_bytes()
+    (run_with_model / "model" / "extra.txt").write_text("changes the fingerprint")
+    assert bidir_eval(run_with_model, "--suite", suite, "--no-cache", "--datasets", "beta").exit_code == 0
+    assert path.read_bytes() == before
+    assert list(EvalResult.load(run_with_model / "eval" / "pair--2.json").datasets) == ["beta"]
+
+
+def test_output_file_of_another_evaluation_is_not_replaced(tmp_path, tiny_bert_path):
+    folder = write_beir(tmp_path / "mini", *make_collection(seed=2, docs=40))
+    out = tmp_path / "results.json"
+    assert bidir_eval(tiny_bert_path, "--suite", folder, "--no-cache", "--output", out).exit_code == 0
+    before = out.read_bytes()
+
+    result = bidir_eval(tiny_bert_path, "--suite", folder, "--no-cache", "--output", out, "--truncate-dim", 8)
+
+    assert result.exit_code == 2 and "truncate_dim" in result.stderr and "choose another --output" in result.stderr
+    assert out.read_bytes() == before
+    someone_elses = tmp_path / "notes.json"
+    someone_elses.write_text('{"mine": true}')
+    refused = bidir_eval(tiny_bert_path, "--suite", folder, "--no-cache", "--output", someone_elses)
+    assert refused.exit_code == 2 and someone_elses.read_text() == '{"mine": true}'
+
+
+def test_version_1_results_files_are_still_read(tmp_path, run_with_model):
+    folder = write_beir(tmp_path / "mini", *make_collection(seed=2, docs=40))
+    assert bidir_eval(run_with_model, "--suite", folder, "--no-cache").exit_code == 0
+    path = run_with_model / "eval" / "mini.json"
+    data = json.loads(path.read_text())
+    data["format"] = "bidir.eval/1"
+    for dataset in data["datasets"].values():
+        del dataset["created"]
+    path.write_text(json.dumps(data))
+    loaded = EvalResult.load(path)
+    assert loaded.datasets["mini"].created == data["created"]
+
+
+def test_an_explicit_null_against_a_value_is_a_difference_and_an_absent_key_is_not():
+    empty = EvalResult(suite={"name": "s"}, model={}, settings={}, versions={}, created="", datasets={})
+
+    def column(name: str, meta: RunMeta | None) -> Column:
+        return Column(name, [Source(name, Path(f"{name}.json"), empty, meta)])
+
+    capped = RunMeta(status="completed", name="a", config={"training": {"max_steps": 20}})
+    uncapped = RunMeta(status="completed", name="b", config={"training": {"max_steps": None}})
+    base = None  # an untrained base model records no config at all
+    rows = {row.name: row.values for row in meta_rows([column("a", capped), column("b", uncapped), column("c", base)])}
+    assert rows["config.training.max_steps"] == {"a": [20], "b": [None], "c": [None]}
+    rows = {row.name for row in meta_rows([column("a", capped), column("c", base)])}
+    assert "config.training.max_steps" not in rows
+
+
+# --- 3. Every trainer argument is checked before the run directory exists ----------------------------------------
+
+
+def test_a_bad_pass_through_argument_fails_at_dry_run_and_leaves_no_directory(tmp_path):
+    config = tiny_config(tmp_path)
+    bogus = ("--set", "training.extra_args.bogus_arg=1")
+    dry = run_train(str(config), "--dry-run", *bogus)
+    assert dry.exit_code == 2 and "training.extra_args.bogus_arg" in dry.stderr
+
+    out = tmp_path / "run"
+    real = run_train(str(config), "--output-dir", str(out), *bogus)
+    assert real.exit_code == 2 and "training.extra_args.bogus_arg" in real.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("key", ["save_strategy", "eval_strategy", "output_dir"])
+def test_arguments_bidir_owns_are_refused_up_front(tmp_path, key):
+    config = tiny_config(tmp_path)
+    out = tmp_path / "run"
+    result = run_train(str(config), "--output-dir", str(out), "--set", f"training.extra_args.{key}=no")
+    assert result.exit_code == 2 and f"{key} is set by bidir" in result.stderr
+    assert not out.exists()
+
+
+def test_an_invalid_value_of_a_real_argument_is_refused_before_the_run(tmp_path):
+    config = tiny_config(tmp_path)
+    out = tmp_path / "run"
+    result = run_train(str(config), "--output-dir", str(out), "--set", "training.extra_args.optim=no_such_optimizer")
+    assert result.exit_code == 2 and "invalid trainer arguments" in result.stderr
+    assert not out.exists()
+
+
+# --- 4. One precision rule for training and evaluation -----------------------------------------------------------
+
+
+def test_fp16_is_refused_on_a_cpu_in_training_and_evaluation_with_the_same_rule(tmp_path, tiny_bert_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the rule refuses fp16 only without a CUDA device")
+    config = tiny_config(tmp_path, training={"precision": "fp16"})
+    out = tmp_path / "run"
+    trained = run_train(str(config), "--output-dir", str(out))
+    folder = write_beir(tmp_path / "mini", *make_collection(seed=2, docs=40))
+    evaluated = bidir_eval(tiny_bert_path, "--suite", folder, "--precision", "fp16")
+    rule = "fp16 needs a CUDA device; on a CPU use bf16 or fp32"
+    assert trained.exit_code == evaluated.exit_code == 2
+    assert rule in trained.stderr and rule in evaluated.stderr and "training.precision" in trained.stderr
+    assert not out.exists()
+
+
+def test_bf16_evaluation_runs_on_a_cpu_and_is_close_to_fp32(tmp_path, tiny_bert_path):
+    folder = write_beir(tmp_path / "mini", *make_collection(seed=2, docs=40))
+    fp32, bf16 = tmp_path / "fp32.json", tmp_path / "bf16.json"
+    assert bidir_eval(tiny_bert_path, "--suite", folder, "--no-cache", "--output", fp32).exit_code == 0
+    result = bidir_eval(tiny_bert_path, "--suite", folder, "--no-cache", "--precision", "bf16", "--output", bf16)
+    assert result.exit_code == 0, result.stderr
+    a, b = EvalResult.load(fp32).datasets["mini"], EvalResult.load(bf16).datasets["mini"]
+    assert EvalResult.load(bf16).settings["precision"] == "bf16"
+    assert abs(a.metrics["ndcg@10"] - b.metrics["ndcg@10"]) < 0.1
