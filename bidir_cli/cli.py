@@ -183,5 +183,56 @@ def compare(
     run_command(body)
 
 
+@app.command()
+def experiment(
+    file: Annotated[Path, typer.Argument(help="Experiment YAML file (arms x seeds of a train config).")],
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", help="Output folder (default: runs/experiments/<name>).")
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Cells run at once, as separate processes.")] = 1,
+    plan: Annotated[bool, typer.Option("--plan", help="Print one command per pending cell; run nothing.")] = False,
+    report_only: Annotated[
+        bool, typer.Option("--report-only", help="Build the report from the completed cells; run nothing.")
+    ] = False,
+    confirm: Annotated[
+        bool, typer.Option("--confirm", help="Evaluate every cell once on the held-out suites (after completion).")
+    ] = False,
+    verify: Annotated[
+        str | None, typer.Option("--verify", help="Retrain this cell in a temporary folder and compare exactly.")
+    ] = None,
+    cell: Annotated[str | None, typer.Option("--cell", help="Run one cell (base: the untrained model).")] = None,
+) -> None:
+    """Run an experiment: arms x seeds, each cell an ordinary run, then a report with the verdict."""
+
+    def body() -> None:
+        from .experiment_report import experiment_command
+
+        experiment_command(file, output_dir=output_dir, jobs=jobs, plan=plan, report_only=report_only,
+                           confirm=confirm, verify=verify, cell=cell)  # fmt: skip
+
+    run_command(body)
+
+
+@app.command("results-page")
+def results_page(
+    folders: Annotated[list[Path], typer.Argument(help="Experiment output folders (each with report.md).")],
+    output: Annotated[Path | None, typer.Option("--output", help="Write the page here (default: stdout).")] = None,
+    title: Annotated[str, typer.Option("--title", help="The page's title.")] = "Results",
+) -> None:
+    """Assemble several experiments' reports into one page (docs/results.md)."""
+
+    def body() -> None:
+        from .experiment_report import results_page as page
+        from .io import atomic_write_text
+
+        text = page(folders, title)
+        if output:
+            atomic_write_text(output, text)
+        else:
+            sys.stdout.write(text)
+
+    run_command(body)
+
+
 if __name__ == "__main__":
     app()

@@ -282,14 +282,15 @@ def _section_type(annotation: Any) -> Any:
     return None
 
 
-def format_errors(error: ValidationError) -> list[str]:
-    """One line per problem: ``section.field: message``, with a suggestion for unknown keys."""
+def format_errors(error: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
+    """One line per problem: ``section.field: message``, with a suggestion for unknown keys of ``model``
+    (default: :class:`Config`)."""
     lines = []
     for err in error.errors():
         loc = tuple(err["loc"])
         where = ".".join(str(p) for p in loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            known = _known_keys(Config, loc[:-1])
+            known = _known_keys(model or Config, loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), known, n=1)
             hint = f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(known)})" if known else ""
             lines.append(f"{where}: unknown key{hint}")

@@ -94,6 +94,7 @@ class RunMeta:
     git_commit: str | None = None
     device: str | None = None
     world_size: int | None = None
+    threads: int | None = None
     model: dict[str, Any] = field(default_factory=dict)
     loss: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)

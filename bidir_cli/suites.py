@@ -66,9 +66,14 @@ class Suite:
 
 
 def resolve_suite(spec: str) -> Suite:
-    """Turn ``--suite`` into a :class:`Suite`: ``nanobeir``, a NanoBEIR copy, a BEIR folder or a suite YAML."""
+    """Turn ``--suite`` into a :class:`Suite`: ``nanobeir``, a NanoBEIR copy, a BEIR folder, a suite YAML, or
+    ``demo:<path>`` for data bundled with bidir (as in a config)."""
     if spec.lower() == "nanobeir":
         return _nanobeir_suite(NANOBEIR_HUB_ID, before_load=lambda: check_hub_reachable(NANOBEIR_HUB_ID))
+    if spec.startswith("demo:"):
+        from .data import demo_path
+
+        return resolve_suite(str(demo_path(spec.removeprefix("demo:"))))
     path = Path(spec).expanduser()
     if path.is_file():
         return load_suite_file(path)

@@ -174,6 +174,7 @@ def train(
         git_commit=git_commit(Path(__file__).parent),
         device=str(args.device),
         world_size=args.world_size,
+        threads=torch.get_num_threads(),  # CPU threads change both the speed and the float results
         model={"source": cfg.model.name_or_path or "static", **model_description(model)},
         loss=cfg.loss.settings(),
         data={"sources": [s.identity for s in data.sources], "rows": data.rows, "sampling": cfg.data.sampling},

@@ -1,0 +1,274 @@
+"""The report of ``bidir experiment``: ``DIR/report.md`` and ``DIR/summary.json``, built from the cells'
+results-only files (config.yaml, meta.json, train_log.jsonl, eval/*.json), never from model weights, so an
+experiment's evidence can be committed and its report rebuilt from the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .comparison import MEAN, Column, Comparison
+from .errors import InputError
+from .experiment import Cell, Experiment, _commit, _meta, _read
+from .io import atomic_write_json, atomic_write_text, log
+from .metrics import PRIMARY_METRIC
+from .runs import now
+
+
+def comparisons(exp: Experiment, suites: list[str], cells: list[Cell]) -> dict[str, Comparison]:
+    """One comparison per suite: a column per arm (its completed seeds; the base model too)."""
+    from .compare import build_comparison, load_source
+    from .results import DEFAULT_SETTINGS
+    from .suites import resolve_suite
+
+    out = {}
+    for suite in suites:
+        name = resolve_suite(suite).name
+        columns = []
+        for arm in [exp.spec.baseline, *(a for a in exp.spec.arms if a != exp.spec.baseline), "base"]:
+            runs = [c for c in cells if (c.arm == arm and c.kind == "test") or (arm == "base" and c.kind == "base")]
+            sources = [load_source(exp.run_dir(c).path, name, DEFAULT_SETTINGS) for c in runs if exp.result(c, suite)]
+            if sources:
+                columns.append(Column(arm, sources, group=True))
+        if len(columns) >= 2 and columns[0].name == exp.spec.baseline:
+            out[name] = build_comparison(
+                columns, baseline=exp.spec.baseline, metric=PRIMARY_METRIC, permutations=10_000, seed=0
+            )
+    return out
+
+
+def verdict_lines(c: Comparison) -> list[str]:
+    """One sentence per arm: the mean difference, its interval, its test and what the comparison could detect."""
+    lines = []
+    for arm in c.others:
+        d = c.differences[MEAN][arm]
+        mark = "significant" if d.significant else "not significant"
+        line = (
+            f"**{arm} vs {c.baseline}**: mean {c.metric} difference {d.diff:+.4f}, {c.level:.0%} CI "
+            f"[{d.ci[0]:+.4f}, {d.ci[1]:+.4f}], p = {d.p:.3g} ({mark}"
+        )
+        if hasattr(d, "test"):
+            line += f"; {d.test}, unit: {d.unit}; minimum detectable difference {d.mdd:.4f}; runs per arm needed "
+            line += f"for the target difference: {d.runs_needed if d.runs_needed is not None else d.runs_needed_text}"
+        lines.append(line + ").")
+    return lines
+
+
+def selection_table(exp: Experiment) -> list[str]:
+    select = exp.spec.select
+    if select is None:
+        return []
+    chosen = exp.chosen() or {}
+    lines = [f"Chosen per arm on `{Path(select.suite).name}` (seed {select.seed}, {select.metric}, mean over datasets):",
+             "", "| arm | " + " | ".join(select.grid) + f" | {select.metric} | chosen |", "|---|" + "---|" * (len(select.grid) + 2)]  # fmt: skip
+    for cell in exp.selection_cells():
+        result = exp.result(cell, select.suite)
+        score = f"{result.mean[select.metric]:.4f}" if result else "pending"
+        picked = chosen.get(cell.arm) == {k: cell.overrides[k] for k in select.grid}
+        edge = [k for k in select.grid if picked and cell.overrides[k] in (select.grid[k][0], select.grid[k][-1])]
+        flag = " (edge of the grid: " + ", ".join(edge) + ")" if edge and len(select.grid[edge[0]]) > 1 else ""
+        values = " | ".join(str(cell.overrides[k]) for k in select.grid)
+        lines.append(f"| {cell.arm} | {values} | {score} | {'yes' + flag if picked else ''} |")
+    return lines
+
+
+def cost_table(exp: Experiment, cells: list[Cell]) -> list[str]:
+    lines = ["| arm | runs | wall time (s) | examples / s | peak memory (MiB) |", "|---|---:|---:|---:|---:|"]
+    for arm in exp.spec.arms:
+        metas = [m for c in cells if c.arm == arm and c.kind == "test" and (m := _meta(exp.run_dir(c))) and m.train]
+        if not metas:
+            continue
+        cols = [[m.wall_time_s for m in metas], [m.train["examples_per_second"] for m in metas],
+                [m.train["peak_memory_bytes"] / 2**20 for m in metas]]  # fmt: skip
+        cells_text = [
+            f"{statistics.mean(v):.1f}" + (f" ± {statistics.stdev(v):.1f}" if len(v) > 1 else "") for v in cols
+        ]
+        lines.append(f"| {arm} | {len(metas)} | " + " | ".join(cells_text) + " |")
+    return lines
+
+
+def training_curves(exp: Experiment, cells: list[Cell], path: Path) -> bool:
+    """Training loss per step (mean over seeds) per arm, and the partition shares of bidirectional arms."""
+    from matplotlib.figure import Figure
+
+    logs: dict[str, list[list[dict]]] = {}
+    for cell in (c for c in cells if c.kind == "test"):
+        run = exp.run_dir(cell)
+        if run.train_log.is_file():
+            lines = [json.loads(x) for x in run.train_log.read_text(encoding="utf-8").splitlines() if x.strip()]
+            logs.setdefault(cell.arm, []).append([x for x in lines if "loss" in x])
+    if not logs:
+        return False
+    fig = Figure(figsize=(12, 5), dpi=100, layout="constrained")
+    loss_ax, share_ax = fig.subplots(1, 2)
+    for arm, runs in logs.items():
+        steps = sorted({x["step"] for run in runs for x in run})
+        mean = [statistics.mean(x["loss"] for run in runs for x in run if x["step"] == s) for s in steps]
+        loss_ax.plot(steps, mean, label=arm)
+        with_partition = [[x for x in run if "partition" in x] for run in runs]
+        if any(with_partition):
+            for block in ("q->d", "q->q", "d->q", "d->d", "positive"):
+                share = [statistics.mean(x["partition"][block] for run in with_partition for x in run if x["step"] == s)
+                         for s in steps if any(x["step"] == s for run in with_partition for x in run)]  # fmt: skip
+                share_ax.plot(steps[: len(share)], share, label=f"{arm} {block}")
+    loss_ax.set(xlabel="step", ylabel="training loss (mean over seeds)")
+    share_ax.set(xlabel="step", ylabel="share of the softmax mass")
+    loss_ax.legend(fontsize="small")
+    share_ax.legend(fontsize="x-small")
+    fig.savefig(path, format="png")
+    return True
+
+
+def write_report(exp: Experiment) -> dict[str, Any]:
+    """Write DIR/report.md, DIR/summary.json and the plots from the completed cells; return the summary."""
+    from .report import comparison_dict, render_markdown, save_plot
+
+    cells = exp.cells()
+    done = [c for c in cells if _meta(exp.run_dir(c)) and exp.state(c) == "done"]
+    missing = [c.name for c in cells if c not in done] + (
+        [] if exp.test_cells() else ["seeded cells (after the selection)"]
+    )
+    exp.dir.mkdir(parents=True, exist_ok=True)
+    plan = exp.dir / "plan.json"
+    if not plan.exists():
+        atomic_write_json(plan, {"plan_hash": exp.plan_hash(), "first_report": now(), "commit": _commit()})
+    tests = comparisons(exp, exp.suites, done)
+    summary: dict[str, Any] = {
+        "experiment": exp.spec.name, "file": str(exp.path), "baseline": exp.spec.baseline, "arms": list(exp.spec.arms),
+        "seeds": exp.spec.seed_list, "threads": exp.threads, "missing": missing,
+        "selection": exp.chosen() if exp.spec.select else None,
+        "verdicts": {suite: verdict_lines(c) for suite, c in tests.items()},
+        "comparisons": {suite: _statistics(comparison_dict(c)) for suite, c in tests.items()},
+        "plan": _read(plan) | {"plan_hash_now": exp.plan_hash()},
+    }  # fmt: skip
+    md = [f"# Experiment {exp.spec.name}", "", f"`{exp.path}`: arms {', '.join(exp.spec.arms)} (baseline "
+          f"{exp.spec.baseline}), {len(exp.spec.seed_list)} seeds per arm ({', '.join(map(str, exp.spec.seed_list))}), "
+          f"{exp.threads} CPU threads per cell.", ""]  # fmt: skip
+    if missing:
+        md += [f"**Incomplete**: {len(missing)} cell(s) missing: {', '.join(missing)}. The numbers below use the "
+               "completed cells only.", ""]  # fmt: skip
+    md += ["## Verdict", ""]
+    for suite, comparison in tests.items():
+        md += [f"On `{suite}`:", "", *(f"- {line}" for line in verdict_lines(comparison)), ""]
+    md += selection_table(exp) + ([""] if exp.spec.select else [])
+    for suite, comparison in tests.items():
+        plot = exp.dir / f"differences-{suite}.png"
+        save_plot(comparison, plot)
+        md += [f"## {suite}", "", render_markdown(comparison), f"![differences]({plot.name})", ""]
+    md += ["## Training", "", *cost_table(exp, done), ""]
+    if training_curves(exp, done, exp.dir / "training.png"):
+        md += ["![training loss and partition shares](training.png)", ""]
+    md += _confirmation(exp, done, summary)
+    md += _provenance(exp, done, summary)
+    atomic_write_text(exp.dir / "report.md", "\n".join(md) + "\n")
+    atomic_write_json(exp.dir / "summary.json", summary)
+    log(f"report written to {exp.dir / 'report.md'}")
+    return summary
+
+
+def _statistics(comparison: dict[str, Any]) -> dict[str, Any]:
+    """A comparison's numbers without the training measurements (timings differ between reruns)."""
+    return {k: v for k, v in comparison.items() if k not in ("meta_rows", "columns")} | {
+        "columns": [{"name": c["name"], "runs": len(c["runs"])} for c in comparison["columns"]]
+    }
+
+
+def _confirmation(exp: Experiment, done: list[Cell], summary: dict[str, Any]) -> list[str]:
+    from .report import comparison_dict, render_markdown
+
+    record = exp.dir / "confirmation.json"
+    if not record.exists():
+        return []
+    confirmation = _read(record)
+    held_out = comparisons(exp, exp.spec.confirm, done)
+    summary["confirmation"] = confirmation | {
+        "verdicts": {s: verdict_lines(c) for s, c in held_out.items()},
+        "comparisons": {s: _statistics(comparison_dict(c)) for s, c in held_out.items()},
+    }
+    first = summary["plan"]
+    same = first["plan_hash"] == confirmation["plan_hash"]
+    md = ["## Confirmation on held-out suites", "",
+          f"Evaluated once, {confirmation['time']}, after every cell was complete. Plan hash when the test report was "
+          f"first written ({first['first_report']}): `{first['plan_hash'][:16]}`; at confirmation: "
+          f"`{confirmation['plan_hash'][:16]}`: " + ("the same plan." if same else "**the plan changed in between**."), ""]  # fmt: skip
+    for suite, comparison in held_out.items():
+        md += [
+            f"### {suite}",
+            "",
+            *(f"- {line}" for line in verdict_lines(comparison)),
+            "",
+            render_markdown(comparison),
+        ]
+    return md
+
+
+def _provenance(exp: Experiment, done: list[Cell], summary: dict[str, Any]) -> list[str]:
+    metas = [m for c in done if (m := _meta(exp.run_dir(c)))]
+    commits = sorted({m.git_commit or "unknown" for m in metas})
+    versions = metas[0].versions if metas else {}
+    summary["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": exp.threads,
+                          "commits": commits, "versions": versions}  # fmt: skip
+    md = ["## Provenance", "", f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, {exp.threads} threads per cell",
+          f"- code: {', '.join(commits)}" + (" (**cells from different commits**)" if len(commits) > 1 else ""),
+          "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+          f"- plan hash: `{summary['plan']['plan_hash'][:16]}` (first report), `{summary['plan']['plan_hash_now'][:16]}` (now)",
+          f"- command: `bidir experiment {exp.path}`", "", "Each cell's command:", ""]  # fmt: skip
+    md += [f"- `{c.name}`: `{' '.join(m.argv)}`" for c in done if (m := _meta(exp.run_dir(c))) and m.argv]
+    return md + [""]
+
+
+def results_page(dirs: list[Path], title: str = "Results") -> str:
+    """Several experiments' reports on one page (docs/results.md): each report.md, its headings one level down."""
+    parts = [f"# {title}", ""]
+    for folder in dirs:
+        report = folder / "report.md"
+        if not report.is_file():
+            raise InputError(f"{folder}: no report.md (run `bidir experiment FILE --report-only` first)")
+        text = report.read_text(encoding="utf-8")
+        parts += ["\n".join(("#" + line if line.startswith("#") else line) for line in text.splitlines()), ""]
+    return "\n".join(parts)
+
+
+def experiment_command(
+    path: Path,
+    *,
+    output_dir: Path | None,
+    jobs: int,
+    plan: bool = False,
+    report_only: bool = False,
+    confirm: bool = False,
+    verify: str | None = None,
+    cell: str | None = None,
+) -> None:
+    """``bidir experiment``: run the pending cells (or print them, or verify one), then write the report."""
+    if sum([plan, report_only, confirm, verify is not None, cell is not None]) > 1:
+        raise InputError("--plan, --report-only, --confirm, --verify and --cell exclude each other")
+    exp = Experiment(path, output_dir, jobs)
+    if cell is not None:
+        if cell != "base" or not exp.spec.include_base:
+            raise InputError(f"--cell {cell}: only the base cell (include_base: true) runs this way")
+        exp.run_base()
+        return
+    if plan:
+        print("\n".join(exp.plan()) or "# nothing to run: every cell is complete")
+        return
+    if verify is not None:
+        differences = exp.verify(verify)
+        if differences:
+            raise RuntimeError(f"cell {verify} did not reproduce: " + "; ".join(differences))
+        print(f"cell {verify}: reproduced exactly (metrics, per-query scores, train log; timings excepted)")
+        return
+    if confirm:
+        exp.confirm()
+    elif not report_only:
+        exp.run()
+    summary = write_report(exp)
+    for suite, lines in summary["verdicts"].items():
+        print(f"{suite}:")
+        print("\n".join(f"  {line.replace('**', '')}" for line in lines))
+    print(f"report: {exp.dir / 'report.md'}")

@@ -1,0 +1,226 @@
+"""``bidir experiment``: cells are ordinary runs that resume, never get silently reused, and give one report.
+
+One small experiment (2 arms x 2 seeds of a 16-dim StaticEmbedding, 4 steps each) is run once for the module;
+the other tests rerun it in other ways and compare their numbers with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from test_train import ROOT, tiny_config, write_beir
+
+from bidir_cli.results import EvalResult
+
+BIDIR = [sys.executable, "-m", "bidir_cli.cli"]
+
+
+def bidir(*args, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([*BIDIR, *map(str, args)], capture_output=True, text=True, env=env, **kwargs)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def write_experiment(folder: Path, **changes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    base = tiny_config(folder, training={"max_steps": 4, "save_steps": 2})
+    write_beir(folder / "test-beir", n_queries=8, seed=1)
+    write_beir(folder / "heldout-beir", n_queries=8, seed=2)
+    spec = {
+        "name": "tiny-loss",
+        "base": base.name,
+        "arms": {"mnrl": {"loss.name": "mnrl"}, "mnbrl": {"loss.name": "mnbrl"}},
+        "baseline": "mnrl",
+        "seeds": 2,
+        "evaluate": ["test-beir"],
+        "confirm": ["heldout-beir"],
+        "threads": 1,
+    } | changes
+    path = folder / "tiny.experiment.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def statistics(out: Path) -> dict:
+    """The report's numbers: verdicts and comparison rows (timings and paths excepted)."""
+    summary = json.loads((out / "summary.json").read_text())
+    return {"verdicts": summary["verdicts"], "comparisons": summary["comparisons"], "missing": summary["missing"]}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, Path]:
+    """The experiment run once, two cells at a time: (experiment file, output folder)."""
+    folder = tmp_path_factory.mktemp("experiment")
+    path = write_experiment(folder)
+    bidir("experiment", path, "--output-dir", folder / "out", "--jobs", 2, check=True)
+    return path, folder / "out"
+
+
+def test_an_experiment_runs_every_cell_and_reports_a_verdict(finished):
+    path, out = finished
+    cells = sorted(p.name for p in (out / "runs").iterdir())
+    assert cells == ["mnbrl-seed1", "mnbrl-seed2", "mnrl-seed1", "mnrl-seed2"]
+    for cell in cells:
+        meta = json.loads((out / "runs" / cell / "meta.json").read_text())
+        assert meta["status"] == "completed" and meta["threads"] == 1
+        assert meta["config"]["training"]["seed"] == int(cell[-1])
+    report = (out / "report.md").read_text()
+    assert "mnbrl vs mnrl" in report and "## Provenance" in report and "## Training" in report
+    summary = json.loads((out / "summary.json").read_text())
+    mean = next(r for r in summary["comparisons"]["test-beir"]["rows"] if r["name"] == "mean")
+    # The mean row's values are the seeds' means of each run's own results file.
+    for arm in ("mnrl", "mnbrl"):
+        runs = [EvalResult.load(out / "runs" / f"{arm}-seed{s}" / "eval" / "test-beir.json") for s in (1, 2)]
+        expected = sum(r.mean["ndcg@10"] for r in runs) / 2
+        assert mean["cells"][arm]["value"] == pytest.approx(expected, abs=1e-12)
+    assert (out / "differences-test-beir.png").stat().st_size > 0 and (out / "training.png").stat().st_size > 0
+
+
+def test_a_second_run_retrains_nothing(finished):
+    path, out = finished
+    before = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("meta.json")}
+    result = bidir("experiment", path, "--output-dir", out, check=True)
+    assert "new" not in result.stderr and "resume" not in result.stderr
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("meta.json")} == before
+
+
+def test_sigkill_during_a_cell_then_rerun_gives_the_uninterrupted_report(finished, tmp_path):
+    path, reference = finished
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([*BIDIR, "experiment", str(path), "--output-dir", str(out), "--jobs", "1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)  # fmt: skip
+    second = out / "runs" / "mnrl-seed2" / "checkpoints" / "checkpoint-2"
+    deadline = time.time() + 240
+    while not second.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    first_meta = (out / "runs" / "mnrl-seed1" / "meta.json").read_bytes()
+    assert json.loads((out / "runs" / "mnrl-seed2" / "meta.json").read_text())["status"] != "completed"
+
+    result = bidir("experiment", path, "--output-dir", out, "--jobs", 1, check=True)
+    assert "cell mnrl-seed2: resume" in result.stderr and "mnrl-seed1" not in result.stderr
+    assert (out / "runs" / "mnrl-seed1" / "meta.json").read_bytes() == first_meta  # not retrained
+    # Same threads per cell, one job or two: the same numbers.
+    assert statistics(out) == statistics(reference)
+
+
+def test_the_plans_commands_run_by_hand_then_report_only_give_the_same_report(finished, tmp_path):
+    path, reference = finished
+    out = tmp_path / "out"
+    lines = bidir("experiment", path, "--output-dir", out, "--plan", check=True).stdout.splitlines()
+    assert len(lines) == 4 and all(line.startswith("OMP_NUM_THREADS=1") and "bidir train" in line for line in lines)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    for line in lines:
+        subprocess.run(["bash", "-c", line], check=True, env=env, capture_output=True)
+    assert bidir("experiment", path, "--output-dir", out, "--plan", check=True).stdout.startswith("# nothing to run")
+    bidir("experiment", path, "--output-dir", out, "--report-only", check=True)
+    assert statistics(out) == statistics(reference)
+
+
+def test_a_changed_cell_config_is_refused(finished, tmp_path):
+    path, out = finished
+    changed = write_experiment(tmp_path, set={"training.learning_rate": 0.01})
+    before = {p: p.read_bytes() for p in (out / "runs").rglob("meta.json")}
+    result = bidir("experiment", changed, "--output-dir", out)
+    assert result.returncode == 2 and "was run with another config" in result.stderr and "training" in result.stderr
+    assert {p: p.read_bytes() for p in (out / "runs").rglob("meta.json")} == before
+
+
+def test_report_only_lists_what_is_missing(finished, tmp_path):
+    path, reference = finished
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    shutil.rmtree(out / "runs" / "mnbrl-seed2")
+    bidir("experiment", path, "--output-dir", out, "--report-only", check=True)
+    assert json.loads((out / "summary.json").read_text())["missing"] == ["mnbrl-seed2"]
+    assert "**Incomplete**: 1 cell(s) missing: mnbrl-seed2" in (out / "report.md").read_text()
+
+
+def test_the_report_rebuilds_from_results_only_files(finished, tmp_path):
+    path, reference = finished
+    out = tmp_path / "evidence"
+    for file in reference.rglob("*"):
+        relative = file.relative_to(reference)
+        keep = (
+            relative.name in ("config.yaml", "meta.json", "train_log.jsonl", "plan.json")
+            or relative.parent.name == "eval"
+        )
+        if file.is_file() and keep and "model" not in relative.parts and "checkpoints" not in relative.parts:
+            (out / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(file, out / relative)
+    assert not list(out.rglob("*.safetensors"))
+    bidir("experiment", path, "--output-dir", out, "--report-only", check=True)
+    assert statistics(out) == statistics(reference)
+
+
+def test_confirm_refuses_before_completion_then_runs_once_with_its_hashes(finished, tmp_path):
+    path, reference = finished
+    early = bidir("experiment", path, "--output-dir", tmp_path / "empty", "--confirm")
+    assert early.returncode == 2 and "not complete" in early.stderr
+
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    bidir("experiment", path, "--output-dir", out, "--confirm", check=True)
+    report = (out / "report.md").read_text()
+    assert "## Confirmation on held-out suites" in report and "the same plan." in report
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["confirmation"]["plan_hash"] == summary["plan"]["plan_hash"]
+    assert "heldout-beir" in summary["confirmation"]["comparisons"]
+    assert "heldout-beir" not in summary["comparisons"]  # never part of the test report
+    again = bidir("experiment", path, "--output-dir", out, "--confirm")
+    assert again.returncode == 2 and "runs once" in again.stderr
+
+
+def test_verify_reproduces_an_unchanged_cell_and_fails_on_an_altered_result(finished, tmp_path):
+    path, reference = finished
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    ok = bidir("experiment", path, "--output-dir", out, "--verify", "mnbrl-seed1")
+    assert ok.returncode == 0, ok.stderr
+    assert "reproduced exactly" in ok.stdout
+
+    results = out / "runs" / "mnbrl-seed1" / "eval" / "test-beir.json"
+    data = json.loads(results.read_text())
+    data["datasets"]["test-beir"]["per_query"]["ndcg@10"][0] += 0.01
+    results.write_text(json.dumps(data))
+    bad = bidir("experiment", path, "--output-dir", out, "--verify", "mnbrl-seed1")
+    assert bad.returncode == 1 and "did not reproduce" in bad.stderr and "ndcg@10" in bad.stderr
+
+
+def test_an_unknown_key_in_an_experiment_file_is_named(tmp_path):
+    path = write_experiment(tmp_path, sedes=3)
+    result = bidir("experiment", path, "--plan")
+    assert result.returncode == 2 and "sedes: unknown key (did you mean seeds?)" in result.stderr
+
+
+SHIPPED_EXPERIMENTS = sorted((ROOT / "configs" / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_EXPERIMENTS, ids=lambda p: p.name)
+def test_every_shipped_experiment_validates_and_says_how_to_run_it(path, monkeypatch):
+    from bidir_cli.experiment import Experiment
+
+    monkeypatch.delenv("BIDIR_MINILM", raising=False)  # the hub id default must validate too
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("#") and "bidir experiment" in text.split("\n\n")[0]
+    exp = Experiment(path, output_dir=Path("/nonexistent/bidir-experiment"))
+    assert exp.spec.baseline in exp.spec.arms and exp.suites
+    assert {"quickstart", "static", "transformer", "gpu"} <= {p.stem for p in SHIPPED_EXPERIMENTS}
