@@ -164,7 +164,9 @@ _READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".par
 def read_local(path: Path, where: str) -> list[dict[str, Any]]:
     """Rows of a local file, or of every supported file in a folder (sorted by name)."""
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in _READERS)
+        from .mine import is_sidecar  # a mined file's OUT.jsonl.mined.json is its record, not data
+
+        files = sorted(p for p in path.iterdir() if p.suffix in _READERS and not is_sidecar(p))
         if not files:
             raise InputError(f"{where}: {path}: folder holds no {', '.join(LOCAL_SUFFIXES)} files")
         rows = []
@@ -264,6 +266,11 @@ def load_source(cfg: SourceConfig, base_dir: Path, where: str) -> Source:
         "negatives": len(columns) - 2,
         "hash": content_hash(columns),
     }
+    if kind == "local":
+        from .mine import mined_identity  # how `bidir mine` made this file, if it did
+
+        if (mined := mined_identity(location)) is not None:
+            identity["mined"] = mined
     return Source(name=identity["name"], dataset=Dataset.from_dict(columns), identity=identity)
 
 
