@@ -234,5 +234,87 @@ def results_page(
     run_command(body)
 
 
+@app.command()
+def mine(
+    data: Annotated[
+        str, typer.Argument(help="(anchor, positive) pairs: .jsonl/.json/.csv/.parquet file, folder or hub id.")
+    ],
+    model: Annotated[str, typer.Option("--model", help="Hub id, model folder, or run directory (then run/model).")],
+    output: Annotated[Path, typer.Option("--output", help="The .jsonl file to write (and OUT.mined.json beside it).")],
+    num_negatives: Annotated[int, typer.Option("--num-negatives", "-n", help="Negatives per pair.")] = 3,
+    range_min: Annotated[int, typer.Option("--range-min", help="Skip this many most similar candidates.")] = 0,
+    range_max: Annotated[
+        int | None, typer.Option("--range-max", help="Consider only this many most similar candidates.")
+    ] = None,
+    absolute_margin: Annotated[
+        float | None, typer.Option("--absolute-margin", help="Keep candidates scoring this much below the positive.")
+    ] = None,
+    relative_margin: Annotated[
+        float | None,
+        typer.Option("--relative-margin", help="Keep candidates scoring at most positive - |positive| * this."),
+    ] = None,
+    max_score: Annotated[
+        float | None, typer.Option("--max-score", help="Keep candidates scoring at most this.")
+    ] = None,
+    min_score: Annotated[
+        float | None, typer.Option("--min-score", help="Keep candidates scoring at least this.")
+    ] = None,
+    sampling: Annotated[
+        str, typer.Option("--sampling", help="'top' (the most similar left) or 'random' (a seeded draw).")
+    ] = "top",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --sampling random.")] = 0,
+    corpus: Annotated[
+        str | None, typer.Option("--corpus", help="More candidate documents: a file, folder or BEIR folder.")
+    ] = None,
+    corpus_column: Annotated[str, typer.Option("--corpus-column", help="The --corpus column holding text.")] = "text",
+    anchor_column: Annotated[str, typer.Option("--anchor-column", help="DATA's anchor column.")] = "anchor",
+    positive_column: Annotated[str, typer.Option("--positive-column", help="DATA's positive column.")] = "positive",
+    format_: Annotated[
+        str, typer.Option("--format", help="'n-tuple' (negative_1..n, a row a pair) or 'triplet' (a row a negative).")
+    ] = "n-tuple",
+    scores: Annotated[bool, typer.Option("--scores", help="Add a scores column (positive, then negatives).")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Texts encoded at once.")] = 32,
+    search_batch_size: Annotated[
+        int, typer.Option("--search-batch-size", help="Queries scored at once (bounds memory).")
+    ] = 16384,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUT if bidir mined it (it has its .mined.json).")
+    ] = False,
+) -> None:
+    """Mine hard negatives for (anchor, positive) pairs with sentence-transformers' miner, for bidir train."""
+
+    def body() -> None:
+        from .mine import MineOptions, mine_command
+
+        options = MineOptions(
+            num_negatives=num_negatives,
+            range_min=range_min,
+            range_max=range_max,
+            absolute_margin=absolute_margin,
+            relative_margin=relative_margin,
+            max_score=max_score,
+            min_score=min_score,
+            sampling_strategy=sampling,
+            seed=seed,
+            batch_size=batch_size,
+            search_batch_size=search_batch_size,
+            output_format=format_,
+            output_scores=scores,
+        )
+        mine_command(
+            data,
+            model=model,
+            output=output,
+            options=options,
+            corpus=corpus,
+            corpus_column=corpus_column,
+            anchor_column=anchor_column,
+            positive_column=positive_column,
+            overwrite=overwrite,
+        )
+
+    run_command(body)
+
+
 if __name__ == "__main__":
     app()

@@ -20,6 +20,7 @@ from typing import Any
 
 from .config import DataConfig, SourceConfig
 from .errors import InputError
+from .mining_record import is_sidecar, mined_identity
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -164,7 +165,7 @@ _READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".par
 def read_local(path: Path, where: str) -> list[dict[str, Any]]:
     """Rows of a local file, or of every supported file in a folder (sorted by name)."""
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in _READERS)
+        files = sorted(p for p in path.iterdir() if p.suffix in _READERS and not is_sidecar(p))
         if not files:
             raise InputError(f"{where}: {path}: folder holds no {', '.join(LOCAL_SUFFIXES)} files")
         rows = []
@@ -264,6 +265,9 @@ def load_source(cfg: SourceConfig, base_dir: Path, where: str) -> Source:
         "negatives": len(columns) - 2,
         "hash": content_hash(columns),
     }
+    if kind == "local":
+        if (mined := mined_identity(location, LOCAL_SUFFIXES)) is not None:
+            identity["mined"] = mined
     return Source(name=identity["name"], dataset=Dataset.from_dict(columns), identity=identity)
 
 
