@@ -221,28 +221,37 @@ def test_cached_refuses_static_embedding(tiny_static):
 # --- 4. Across devices ---------------------------------------------------------------------------------------------
 
 
-def _distributed_worker(rank, world_size, init_file, model_path, batch, loss_name, out_file):
+GATHER_CASES = [("mnbrl", (4, 4)), ("cmnbrl", (4, 4)), ("mnbrl", (5, 3)), ("cmnbrl", (5, 3))]
+
+
+def _distributed_worker(rank, world_size, init_file, model_path, batch, out_file):
+    """Every case of GATHER_CASES in one process group (starting processes costs more than the losses)."""
     import torch.distributed as dist
     from sentence_transformers import SentenceTransformer
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
-        torch.manual_seed(0)
-        model = SentenceTransformer(model_path, device="cpu")
-        model.eval()
-        half = len(batch) // world_size
-        features = features_for(model, batch[rank * half : (rank + 1) * half])
-        loss_fn = make_loss(loss_name, model, gather=True)
-        loss = loss_fn(features, None)
-        loss.backward()
-        grads = parameter_grads(model)
-        for g in grads.values():  # average across ranks, as DDP does
-            dist.all_reduce(g)
-            g /= world_size
-        losses = [torch.zeros(()) for _ in range(world_size)]
-        dist.all_gather(losses, loss.detach().reshape(()))
+        results = []
+        for loss_name, sizes in GATHER_CASES:
+            model = SentenceTransformer(model_path, device="cpu")
+            model.eval()
+            start = sum(sizes[:rank])
+            features = features_for(model, batch[start : start + sizes[rank]])
+            loss_fn = make_loss(loss_name, model, gather=True)
+            loss = loss_fn(features, None)
+            loss.backward()
+            grads = parameter_grads(model)
+            for g in grads.values():  # average across ranks, as DDP does
+                dist.all_reduce(g)
+                g /= world_size
+            losses = [torch.zeros(()) for _ in range(world_size)]
+            dist.all_gather(losses, loss.detach().reshape(()))
+            partition = torch.tensor(list(loss_fn.partition.pop().values()), dtype=torch.float64)
+            partitions = [torch.zeros_like(partition) for _ in range(world_size)]
+            dist.all_gather(partitions, partition)
+            results.append({"grads": grads, "losses": torch.stack(losses), "partitions": partitions})
         if rank == 0:
-            torch.save({"grads": grads, "losses": torch.stack(losses)}, out_file)
+            torch.save(results, out_file)
     finally:
         dist.destroy_process_group()
 
@@ -253,28 +262,35 @@ def make_loss(name, model, gather=False):
     return CachedMultipleNegativesBidirectionalRankingLoss(model, mini_batch_size=3, gather_across_devices=gather)
 
 
-@pytest.mark.parametrize("loss_name", ["mnbrl", "cmnbrl"])
-def test_gather_across_two_processes_equals_full_batch(tiny_bert, tiny_bert_path, tmp_path, loss_name):
+def test_gather_across_two_processes_equals_full_batch(tiny_bert, tiny_bert_path, tmp_path):
+    """Two processes holding 4 and 4, then 5 and 3 rows of one batch of 8 (a smaller last batch makes unequal
+    batches), their gradients averaged as DDP does, against one process on all 8 rows: the same mean loss, the
+    same gradients, and the same partition diagnostics (over all 8 rows) on every rank."""
     import torch.multiprocessing as mp
 
     batch = batch_of(8, 3, seed=5)  # anchors, positives, one hard-negative column
     out_file = tmp_path / "grads.pt"
     mp.spawn(
         _distributed_worker,
-        args=(2, str(tmp_path / "init"), str(tiny_bert_path), batch, loss_name, str(out_file)),
+        args=(2, str(tmp_path / "init"), str(tiny_bert_path), batch, str(out_file)),
         nprocs=2,
         join=True,
     )
-    result = torch.load(out_file)
-
     tiny_bert.eval()
-    tiny_bert.zero_grad()
-    full = make_loss(loss_name, tiny_bert)(features_for(tiny_bert, batch), None)
-    full.backward()
+    for (loss_name, sizes), result in zip(GATHER_CASES, torch.load(out_file), strict=True):
+        tiny_bert.zero_grad()
+        full_fn = make_loss(loss_name, tiny_bert)
+        full = full_fn(features_for(tiny_bert, batch), None)
+        full.backward()
 
-    assert result["losses"].mean().item() == pytest.approx(full.item(), rel=1e-5)
-    assert not torch.allclose(result["losses"][0], result["losses"][1])  # each rank owns different rows
-    assert_same_grads(result["grads"], parameter_grads(tiny_bert))
+        case = f"{loss_name} with {sizes} rows"
+        # DDP averages the ranks' gradients; the trainer logs the ranks' mean loss.
+        assert result["losses"].mean().item() == pytest.approx(full.item(), rel=1e-5), case
+        assert not torch.allclose(result["losses"][0], result["losses"][1]), case  # each rank owns other rows
+        assert_same_grads(result["grads"], parameter_grads(tiny_bert))
+        expected_partition = torch.tensor(list(full_fn.partition.pop().values()), dtype=torch.float64)
+        for partition in result["partitions"]:
+            torch.testing.assert_close(partition, expected_partition, rtol=1e-5, atol=1e-7, msg=case)
 
 
 # --- 5. Composition ------------------------------------------------------------------------------------------------

@@ -6,9 +6,17 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 from sentence_transformers.base.losses.merged_forward import embed_columns
-from sentence_transformers.util import all_gather_with_grad, cos_sim, dot_score, get_rank, similarity_fct_name
+from sentence_transformers.util import (
+    all_gather_with_grad,
+    cos_sim,
+    dot_score,
+    is_dist_initialized,
+    similarity_fct_name,
+)
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .kernel import joint_log_partition
 
@@ -72,16 +80,46 @@ def resolve_scale(scale: float | None, temperature: float | None, default: float
     return float(scale)
 
 
-def gather(queries: Tensor, docs: list[Tensor], gather_across_devices: bool) -> tuple[Tensor, list[Tensor], int]:
+def gather(
+    queries: Tensor, docs: list[Tensor], gather_across_devices: bool
+) -> tuple[Tensor, list[Tensor], int, list[int]]:
     """All-gather queries and document columns (with gradients) when asked.
 
-    Returns the world's queries, the world's document columns, and the offset of this rank's rows.
+    Returns the world's queries, the world's document columns, the offset of this rank's rows, and every
+    rank's number of rows. Processes may hold different numbers of rows (a last, smaller batch, or
+    ``dataloader_drop_last`` off): each rank's offset is the sum of the sizes of the ranks before it.
     Without an initialised process group, gathering is a no-op and the offset is 0.
     """
-    if not gather_across_devices:
-        return queries, docs, 0
-    offset = get_rank() * queries.size(0)
-    return all_gather_with_grad(queries), [all_gather_with_grad(d) for d in docs], offset
+    if not gather_across_devices or not is_dist_initialized():
+        return queries, docs, 0, [queries.size(0)]
+    sizes = _gather_sizes(queries)
+    offset = sum(sizes[: dist.get_rank()])
+    return _gather_rows(queries, sizes), [_gather_rows(d, sizes) for d in docs], offset, sizes
+
+
+def _gather_sizes(x: Tensor) -> list[int]:
+    """Every rank's number of rows (one tiny all_gather; its values are needed on the host for the offsets)."""
+    local = torch.tensor([x.size(0)], dtype=torch.long, device=x.device)
+    sizes = [torch.zeros_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, local)
+    return torch.cat(sizes).tolist()
+
+
+def _gather_rows(x: Tensor, sizes: list[int]) -> Tensor:
+    """sentence-transformers' ``all_gather_with_grad``, for ranks holding different numbers of rows.
+
+    sentence-transformers 6.3 gathers through ``torch.distributed.nn.all_gather``, which needs the same shape on
+    every rank (gloo aborts with "Received data size doesn't match expected size"; its ``all_gather_padded``
+    pads the token axis of multi-vector embeddings, not the batch axis), and its own losses take the offset as
+    ``rank * batch_size``. So: pad to the largest rank's rows, gather with gradients, and cut each rank's padding
+    off. The padding rows are never used, so their gradient is zero and nothing leaks into the real rows.
+    """
+    most = max(sizes)
+    if x.size(0) == most and min(sizes) == most:
+        return all_gather_with_grad(x)
+    padded = F.pad(x, (0, 0, 0, most - x.size(0)))
+    parts = all_gather_with_grad(padded).split(most)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)])
 
 
 def _upcast(x: Tensor) -> Tensor:
@@ -119,7 +157,7 @@ def bidirectional_loss(
         queries: (W, D) the world's queries.
         docs: K tensors of (W, D): the world's positives, then each hard-negative column.
         local_batch_size: B, the number of rows this rank owns.
-        offset: this rank's first row, ``rank * B``.
+        offset: this rank's first row: the earlier ranks' rows (``rank * B`` when all hold B).
         scale: inverse temperature.
         similarity_fct: similarity between two batches of embeddings, (m, D) x (n, D) -> (m, n).
         doc_doc_mask: which documents are left out of row i's d->d block (see the class docstring).
@@ -161,17 +199,32 @@ def bidirectional_loss(
 def gathered_loss(settings, anchors: Tensor, documents: list[Tensor]) -> tuple[Tensor, Tensor]:
     """This process's loss and diagnostics from its (anchor, document columns) embeddings, gathered across
     processes when ``settings.gather_across_devices``; ``settings`` is either bidirectional loss, whose
-    ``scale``, ``similarity_fct`` and ``doc_doc_mask`` apply."""
-    queries, docs, offset = gather(anchors, documents, settings.gather_across_devices)
-    return bidirectional_loss(
+    ``scale``, ``similarity_fct`` and ``doc_doc_mask`` apply.
+
+    With gathering across P processes holding B_r rows each (W in all), this process's loss is its rows' sum
+    divided by W / P, not by B_r: DDP averages the processes' gradients, and this weighting makes that average
+    the gradient of the mean over the world batch, as one process on all W rows would have it, also when the
+    B_r differ (with equal batches it is the mean over local rows). The diagnostics are averaged over all W
+    rows, every rank's, so that every process holds the same, world-wide figures.
+    """
+    local = anchors.size(0)
+    queries, docs, offset, sizes = gather(anchors, documents, settings.gather_across_devices)
+    loss, stats = bidirectional_loss(
         queries,
         docs,
-        local_batch_size=anchors.size(0),
+        local_batch_size=local,
         offset=offset,
         scale=settings.scale,
         similarity_fct=settings.similarity_fct,
         doc_doc_mask=settings.doc_doc_mask,
     )
+    if len(sizes) > 1:
+        world_rows = sum(sizes)
+        loss = loss * (local * len(sizes) / world_rows)
+        stats = stats * local  # each rank's row sums, added up over ranks, over all rows
+        dist.all_reduce(stats)
+        stats = stats / world_rows
+    return loss, stats
 
 
 def plain_bidirectional_loss(
@@ -262,8 +315,10 @@ class MultipleNegativesBidirectionalRankingLoss(nn.Module):
                 included, out of row i's d->d block, as sentence-transformers' joint mode does;
                 ``"self"`` leaves out only d+_i itself, so that query i's hard negatives also repel its positive.
             gather_across_devices: all-gather embeddings (with gradients) across processes, so that every
-                process sees the whole world batch as negatives. Each process owns rows
-                [rank * B, rank * B + B).
+                process sees the whole world batch as negatives. Each process owns its rows of the world
+                batch, after the earlier ranks' rows; processes may hold different numbers of rows, and
+                each one's loss is weighted by its share of them, so that DDP's average of the processes'
+                gradients is the gradient of the mean over the world batch.
             temperature: alternative to ``scale`` (``scale = 1 / temperature``).
 
         Requirements:
