@@ -23,6 +23,7 @@ from bidir_cli.losses import (
     CachedMultipleNegativesBidirectionalRankingLoss,
     MultipleNegativesBidirectionalRankingLoss,
     build_loss,
+    partition_tracker,
 )
 
 GTE_DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
@@ -416,6 +417,51 @@ def test_partition_shares_sum_to_one_and_match_hand_softmax():
     positive = torch.exp(20 * torch.diagonal(cos_sim(q, p))) / total
     assert stats["positive"] == pytest.approx(positive.mean().item(), rel=1e-9)
     assert loss_fn.partition.pop() is None  # popping resets
+
+
+def partition_of(loss_fn, model, features):
+    """The partition diagnostics one training step of ``loss_fn`` records (and only that step's)."""
+    model.zero_grad()
+    loss_fn(features, None).backward()
+    tracker = partition_tracker(loss_fn) or loss_fn.loss.loss.partition  # Matryoshka2dLoss nests two wrappers
+    stats = tracker.pop()
+    assert stats is not None and tracker.pop() is None
+    return stats
+
+
+def test_cached_partition_diagnostics_equal_the_uncached_ones(tiny_bert):
+    """CMNBRL records the same diagnostics as MNBRL (checked by hand above) on the same batch, once per
+    training step, and nothing in evaluation."""
+    tiny_bert.eval()
+    features = features_for(tiny_bert, batch_of(8, 3, seed=8))
+    expected = partition_of(MultipleNegativesBidirectionalRankingLoss(tiny_bert), tiny_bert, features)
+    cached = CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=3)
+    assert partition_of(cached, tiny_bert, features) == pytest.approx(expected, rel=1e-5)
+    assert 0.01 < expected["positive"] < 0.5 and min(expected.values()) > 0  # not a degenerate batch
+    with torch.no_grad():
+        cached(features, None)
+    assert cached.partition.pop() is None
+
+
+@pytest.mark.parametrize("wrap", ["matryoshka", "matryoshka-cached", "matryoshka2d", "adaptive-layer"])
+def test_partition_diagnostics_under_wrappers_are_the_full_models(tiny_bert, wrap):
+    """Under the wrappers the loss runs once per dimension and layer; the diagnostics are those of the full
+    dimension and the last layer alone: what the loss alone records on the same batch."""
+    tiny_bert.eval()
+    features = features_for(tiny_bert, batch_of(8, 3, seed=9))
+    expected = partition_of(MultipleNegativesBidirectionalRankingLoss(tiny_bert), tiny_bert, features)
+    dims = [8, 32, 16]  # unsorted: MatryoshkaLoss sorts them
+    if wrap == "matryoshka-cached":
+        cached = CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=3)
+        loss_fn = MatryoshkaLoss(tiny_bert, cached, dims)
+    else:
+        inner = MultipleNegativesBidirectionalRankingLoss(tiny_bert)
+        loss_fn = {
+            "matryoshka": lambda: MatryoshkaLoss(tiny_bert, inner, dims),
+            "matryoshka2d": lambda: Matryoshka2dLoss(tiny_bert, inner, dims, n_layers_per_step=-1, n_dims_per_step=-1),
+            "adaptive-layer": lambda: AdaptiveLayerLoss(tiny_bert, inner, n_layers_per_step=-1),
+        }[wrap]()
+    assert partition_of(loss_fn, tiny_bert, features) == pytest.approx(expected, rel=1e-5)
 
 
 # --- The registry --------------------------------------------------------------------------------------------------

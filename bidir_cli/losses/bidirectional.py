@@ -44,6 +44,12 @@ CITATION = """
 class PartitionTracker:
     """Running mean of the partition diagnostics (:data:`PARTITION_STATS`) since the last :meth:`pop`.
 
+    Only the widest embeddings count. Under MatryoshkaLoss the loss runs once per dimension, and the shares at
+    a truncated dimension describe another, smaller model: the tracker keeps the diagnostics of the widest
+    dimension it has seen (the model's full dimension whenever ``matryoshka_dims`` holds it, as
+    sentence-transformers urges) and ignores narrower ones. Under AdaptiveLayerLoss and Matryoshka2dLoss the
+    losses of the earlier layers are not recorded either (see :func:`replays_an_earlier_layer`).
+
     Sums stay on the device as tensors so that recording a step costs no host synchronisation;
     only :meth:`pop`, called at logging steps, converts them to floats.
     """
@@ -51,8 +57,14 @@ class PartitionTracker:
     def __init__(self) -> None:
         self._sum: Tensor | None = None
         self._count = 0
+        self._width = 0  # the embedding dimension being averaged: the widest seen so far
 
-    def add(self, stats: Tensor) -> None:
+    def add(self, stats: Tensor, width: int = 0) -> None:
+        """Record one loss computation's diagnostics, computed from embeddings of dimension ``width``."""
+        if width < self._width:
+            return
+        if width > self._width:  # a wider dimension than recorded so far: what was recorded was a truncation
+            self._sum, self._count, self._width = None, 0, width
         stats = stats.detach().double()
         self._sum = stats if self._sum is None else self._sum + stats
         self._count += 1
@@ -64,6 +76,19 @@ class PartitionTracker:
         means = (self._sum / self._count).tolist()
         self._sum, self._count = None, 0
         return dict(zip(PARTITION_STATS, means))
+
+
+def replays_an_earlier_layer(model: nn.Module | None) -> bool:
+    """True while AdaptiveLayerLoss (or Matryoshka2dLoss) computes the loss of a layer before the last.
+
+    It then replaces the forward of the model's first module by its ``TransformerDecorator``, whose ``layer_idx``
+    names the layer (None during the last layer's pass).
+    """
+    try:
+        first = model[0]
+    except (TypeError, IndexError, KeyError):
+        return False
+    return getattr(getattr(first, "forward", None), "layer_idx", None) is not None
 
 
 def resolve_scale(scale: float | None, temperature: float | None, default: float = 20.0) -> float:
@@ -382,8 +407,8 @@ class MultipleNegativesBidirectionalRankingLoss(nn.Module):
         if len(embeddings) < 2:
             raise ValueError(f"Expected at least 2 embedding columns (anchor, positive), got {len(embeddings)}")
         loss, stats = gathered_loss(self, embeddings[0], list(embeddings[1:]))
-        if torch.is_grad_enabled():
-            self.partition.add(stats)
+        if torch.is_grad_enabled() and not replays_an_earlier_layer(self.model):
+            self.partition.add(stats, width=embeddings[0].size(-1))
         return loss
 
     def get_config_dict(self) -> dict[str, Any]:

@@ -123,7 +123,7 @@ class CachedMultipleNegativesBidirectionalRankingLoss(CachedLossMixin, nn.Module
         """The loss over the whole batch from the per-mini-batch embeddings (GradCache step 2)."""
         loss, stats = gathered_loss(self, torch.cat(reps[0]), [torch.cat(column) for column in reps[1:]])
         if with_backward:
-            self.partition.add(stats)
+            self.partition.add(stats, width=reps[0][0].size(-1))
             loss.backward()
             loss = loss.detach()
         return loss
