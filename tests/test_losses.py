@@ -3,7 +3,6 @@ oracle, uncached replays, and a single-process run of the same batch."""
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 
@@ -297,33 +296,81 @@ def test_gather_across_two_processes_equals_full_batch(tiny_bert, tiny_bert_path
 # --- 5. Composition ------------------------------------------------------------------------------------------------
 
 
-def weights_change_after_one_step(model, loss_fn, features):
-    before = copy.deepcopy(model.state_dict())
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    optimizer.zero_grad()
+ORACLE = MultipleNegativesRankingLoss(None, directions=GTE_DIRECTIONS, partition_mode="joint")
+
+
+def pooled_layers(model, features):
+    """Every layer's mean-pooled embeddings (the embedding layer's output first), from the transformer's hidden
+    states by hand: layers x columns of (batch, dim) tensors, with gradients."""
+    columns = []
+    for f in features:
+        inputs = {k: f[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in f}
+        hidden = model[0].auto_model(**inputs, output_hidden_states=True).hidden_states
+        mask = f["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
+        columns.append([(h * mask).sum(1) / mask.sum(1) for h in hidden])
+    return [list(layer) for layer in zip(*columns)]
+
+
+def hand_sum(layers, dims, dim_weights, last_weight=1.0, prior_weight=1.0, layer_weight=lambda i: 1.0):
+    """sentence-transformers' weighting, written out: ``last_weight`` times the last layer's loss, plus
+    ``prior_weight * layer_weight(i) / (number of earlier layers)`` times each earlier layer i's loss, where a
+    layer's loss is the ``dim_weights``-weighted sum of the inner loss (the joint-mode oracle) at each
+    truncated dimension (truncation renormalises, which cosine similarity ignores)."""
+
+    def at_dims(columns):
+        return sum(w * ORACLE.compute_loss_from_embeddings([c[:, :d] for c in columns], None)
+                   for d, w in zip(dims, dim_weights))  # fmt: skip
+
+    *earlier, last = layers
+    total = last_weight * at_dims(last)
+    for i, columns in enumerate(earlier):
+        total = total + at_dims(columns) * layer_weight(i) / len(earlier) * prior_weight
+    return total
+
+
+@pytest.mark.parametrize("wrap", ["matryoshka", "matryoshka-cached", "matryoshka2d", "adaptive-layer"])
+def test_wrappers_equal_a_hand_written_sum_over_dimensions_and_layers(tiny_bert, wrap):
+    """MatryoshkaLoss, Matryoshka2dLoss and AdaptiveLayerLoss around our losses, made deterministic (every layer,
+    every dimension, no KL term) and with uneven weights, against the weighted sum of the oracle's loss over
+    hand-pooled layers and truncated dimensions: loss and parameter gradients."""
+    tiny_bert.eval()
+    features = features_for(tiny_bert, batch_of(8, 3, seed=7))
+    dims, dim_weights = [32, 16, 8], [1.0, 0.6, 0.3]
+    layer_weights = dict(last_layer_weight=0.7, prior_layers_weight=1.6, layer_weighting="linear")
+    mnbrl = MultipleNegativesBidirectionalRankingLoss(tiny_bert)
+    if wrap == "matryoshka":
+        loss_fn = MatryoshkaLoss(tiny_bert, mnbrl, dims, matryoshka_weights=dim_weights)
+    elif wrap == "matryoshka-cached":
+        cmnbrl = CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=3)
+        loss_fn = MatryoshkaLoss(tiny_bert, cmnbrl, dims, matryoshka_weights=dim_weights)
+    elif wrap == "matryoshka2d":
+        loss_fn = Matryoshka2dLoss(
+            tiny_bert, mnbrl, dims, matryoshka_weights=dim_weights, n_layers_per_step=-1, n_dims_per_step=-1,
+            kl_div_weight=0.0, **layer_weights,
+        )  # fmt: skip
+    else:
+        loss_fn = AdaptiveLayerLoss(tiny_bert, mnbrl, n_layers_per_step=-1, kl_div_weight=0.0, **layer_weights)
+
+    tiny_bert.zero_grad()
     loss = loss_fn(features, None)
     loss.backward()
-    optimizer.step()
-    assert torch.isfinite(loss)
-    return any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    got = parameter_grads(tiny_bert)
 
-
-@pytest.mark.parametrize(
-    "wrap",
-    ["matryoshka-mnbrl", "matryoshka-cmnbrl", "matryoshka2d-mnbrl", "adaptive-layer-mnbrl"],
-)
-def test_composes_with_sentence_transformers_wrappers(tiny_bert, wrap):
-    features = features_for(tiny_bert, batch_of(8, 2))
-    if wrap == "matryoshka-mnbrl":
-        loss_fn = MatryoshkaLoss(tiny_bert, MultipleNegativesBidirectionalRankingLoss(tiny_bert), [32, 16, 8])
-    elif wrap == "matryoshka-cmnbrl":
-        inner = CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=3)
-        loss_fn = MatryoshkaLoss(tiny_bert, inner, [32, 16, 8])
-    elif wrap == "matryoshka2d-mnbrl":
-        loss_fn = Matryoshka2dLoss(tiny_bert, MultipleNegativesBidirectionalRankingLoss(tiny_bert), [32, 16])
+    tiny_bert.zero_grad()
+    layers = pooled_layers(tiny_bert, features)
+    with torch.no_grad():  # the hand pooling is the model's own
+        torch.testing.assert_close(layers[-1][0], tiny_bert(dict(features[0]))["sentence_embedding"])
+    if wrap in ("matryoshka", "matryoshka-cached"):
+        expected = hand_sum(layers[-1:], dims, dim_weights)
+    elif wrap == "matryoshka2d":
+        expected = hand_sum(layers, dims, dim_weights, 0.7, 1.6, lambda i: 1 / (1 + i))
     else:
-        loss_fn = AdaptiveLayerLoss(tiny_bert, MultipleNegativesBidirectionalRankingLoss(tiny_bert))
-    assert weights_change_after_one_step(tiny_bert, loss_fn, features)
+        expected = hand_sum(layers, [32], [1.0], 0.7, 1.6, lambda i: 1 / (1 + i))
+    expected.backward()
+
+    assert len(layers) == 3  # the embedding layer and two transformer layers: two earlier "layers"
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert_same_grads(got, parameter_grads(tiny_bert))
 
 
 def test_matryoshka_around_cached_equals_around_uncached(tiny_bert):
