@@ -441,6 +441,25 @@ def test_bf16_loss_equals_a_float64_computation_and_stays_near_fp32(tiny_bert, p
     assert loss.item() == pytest.approx(fp32, rel=1e-3)
 
 
+def test_zero_norm_embedding_gets_a_gradient_near_1e12_as_in_sentence_transformers():
+    """The docstrings' warning, measured: a zero query embedding keeps the loss finite (its similarities are 0),
+    but normalising x / max(|x|, 1e-12) multiplies its gradient by 1e12, in the oracle just as here."""
+    gen = torch.Generator().manual_seed(12)
+    columns = [torch.randn(4, 6, dtype=torch.float64, generator=gen) for _ in range(3)]
+    columns[0][1] = 0.0
+    ours_in = [c.clone().requires_grad_() for c in columns]
+    oracle_in = [c.clone().requires_grad_() for c in columns]
+    ours = MultipleNegativesBidirectionalRankingLoss(None).compute_loss_from_embeddings(ours_in)
+    oracle = ORACLE.compute_loss_from_embeddings(oracle_in, None)
+    ours.backward()
+    oracle.backward()
+    assert torch.isfinite(ours) and ours.item() == pytest.approx(oracle.item(), rel=1e-12)
+    for a, b in zip(ours_in, oracle_in):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-9 * b.grad.abs().max().item())
+    assert ours_in[0].grad[1].norm() > 1e11  # the zero row
+    assert ours_in[0].grad[[0, 2, 3]].norm() < 100 and ours_in[1].grad.norm() < 100  # the others are ordinary
+
+
 def test_dot_product_similarity_matches_oracle():
     gen = torch.Generator().manual_seed(3)
     cols = [torch.randn(6, 5, dtype=torch.float64, generator=gen) for _ in range(3)]

@@ -350,6 +350,13 @@ class MultipleNegativesBidirectionalRankingLoss(nn.Module):
             1. (anchor, positive) pairs, or (anchor, positive, negative_1, ..., negative_n) tuples.
             2. Use the no-duplicates batch sampler: a duplicate text in the batch is a false negative
                in up to four blocks here, not one.
+            3. No text that embeds to a zero vector (an empty text under StaticEmbedding, say). With cosine
+               similarity the embeddings are normalised as sentence-transformers' ``cos_sim`` does,
+               ``x / max(|x|, 1e-12)``: a zero vector's similarities are 0 and the loss stays finite, but its
+               gradient is multiplied by 1e12 (about 5e12 on a random batch, exactly as in
+               sentence-transformers' own losses). Gradient clipping (the trainer's ``max_grad_norm``, 1.0 by
+               default) bounds the step, but that one text's gradient then swamps the rest of the batch's;
+               without clipping, or in fp16, the weights blow up and the next losses are not finite.
 
         Inputs:
             +-------------------------------------------------+--------+

@@ -67,6 +67,8 @@ class CachedMultipleNegativesBidirectionalRankingLoss(CachedLossMixin, nn.Module
             1. (anchor, positive) pairs, or (anchor, positive, negative_1, ..., negative_n) tuples.
             2. A model whose inputs can be split along the batch (any transformer; not StaticEmbedding).
             3. The no-duplicates batch sampler.
+            4. No text that embeds to a zero vector: with cosine similarity its gradient is multiplied by 1e12
+               (see the uncached loss).
 
         Inputs:
             +-------------------------------------------------+--------+
