@@ -460,6 +460,24 @@ def test_zero_norm_embedding_gets_a_gradient_near_1e12_as_in_sentence_transforme
     assert ours_in[0].grad[[0, 2, 3]].norm() < 100 and ours_in[1].grad.norm() < 100  # the others are ordinary
 
 
+@pytest.mark.parametrize("columns", [2, 3])
+def test_with_dropout_cached_and_uncached_draw_different_masks_with_hard_negatives(tiny_bert, columns):
+    """The docstrings' caveat: equal with dropout off (test_cached_equals_uncached_without_dropout). With dropout
+    on, the uncached loss embeds the anchors in one pass and all document columns together in another, the cached
+    one column by column (here in one mini-batch each): from the same seed, pairs draw the same masks, but with
+    a hard-negative column the merged document pass draws other masks."""
+    tiny_bert.train()
+    features = features_for(tiny_bert, batch_of(8, columns))
+    torch.manual_seed(0)
+    uncached = MultipleNegativesBidirectionalRankingLoss(tiny_bert)(features, None).item()
+    torch.manual_seed(0)
+    cached = CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=8)(features, None).item()
+    if columns == 2:
+        assert cached == pytest.approx(uncached, rel=1e-6)
+    else:
+        assert abs(cached - uncached) > 1e-3 * uncached
+
+
 def test_dot_product_similarity_matches_oracle():
     gen = torch.Generator().manual_seed(3)
     cols = [torch.randn(6, 5, dtype=torch.float64, generator=gen) for _ in range(3)]

@@ -373,7 +373,13 @@ class MultipleNegativesBidirectionalRankingLoss(nn.Module):
             - Equals ``MultipleNegativesRankingLoss(directions=("query_to_doc", "query_to_query",
               "doc_to_query", "doc_to_doc"), partition_mode="joint")`` with ``doc_doc_mask="same_query"``.
             - :class:`CachedMultipleNegativesBidirectionalRankingLoss` computes the same loss with GradCache,
-              for batches larger than memory allows.
+              for batches larger than memory allows. With dropout off (``model.eval()``, or a model without
+              dropout) the two are equal in loss and gradients to float tolerance. With dropout on they draw
+              different masks, and so differ by dropout noise, whenever there are hard negatives or the
+              cached loss's mini-batches are smaller than the batch: this loss embeds the anchors in one pass
+              and all document columns together in another (sentence-transformers' ``embed_columns``), the
+              cached one column by column and mini-batch by mini-batch (replaying its own masks in its
+              second pass).
             - Composes with MatryoshkaLoss, Matryoshka2dLoss and AdaptiveLayerLoss.
 
         Example:

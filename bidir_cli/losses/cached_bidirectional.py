@@ -49,8 +49,8 @@ class CachedMultipleNegativesBidirectionalRankingLoss(CachedLossMixin, nn.Module
         GradCache works in three steps: (1) embed every mini-batch without building a graph, keeping each
         mini-batch's random state; (2) compute the loss over the whole batch and its gradient with respect
         to the embeddings; (3) in the backward pass, re-embed mini-batch by mini-batch with the saved random
-        state (so dropout draws the same masks) and back-propagate the cached gradient. Loss and gradients
-        equal the uncached loss's to float tolerance; the price is a second forward pass.
+        state (so dropout draws the same masks) and back-propagate the cached gradient. The price is a second
+        forward pass.
 
         Args:
             model: the SentenceTransformer model being trained. Not a StaticEmbedding model: its inputs have
@@ -80,7 +80,11 @@ class CachedMultipleNegativesBidirectionalRankingLoss(CachedLossMixin, nn.Module
             +-------------------------------------------------+--------+
 
         Relations:
-            - Equals :class:`MultipleNegativesBidirectionalRankingLoss` in loss and gradients.
+            - Equals :class:`MultipleNegativesBidirectionalRankingLoss` in loss and gradients, to float tolerance,
+              with dropout off. With dropout on the masks differ (with hard negatives, or mini-batches smaller
+              than the batch), and so do loss and gradients, by dropout noise: the uncached loss embeds all
+              document columns together in one forward pass, this one column by column and mini-batch by
+              mini-batch (and its second pass replays its own first pass's masks exactly).
             - The bidirectional twin of sentence-transformers' CachedMultipleNegativesRankingLoss.
             - Composes with MatryoshkaLoss (which recognises sentence-transformers' GradCache interface).
               AdaptiveLayerLoss and Matryoshka2dLoss cannot wrap a cached loss.
