@@ -23,7 +23,9 @@ class TrainLog(TrainerCallback):
 
     ``partition`` holds each block's mean share of the softmax mass (``q->d``, ``q->q``, ``d->q``,
     ``d->d``; they sum to 1) and the mean mass of the positive entry (at most 0.5, since the positive
-    pair also appears in d->q), averaged over the steps since the previous line.
+    pair also appears in d->q), averaged over the steps since the previous line and over every row of the world
+    batch, and recorded at the full embedding dimension only under MatryoshkaLoss (see
+    :class:`~bidir_cli.losses.PartitionTracker`).
     """
 
     def __init__(self, path: Path, loss, write: bool = True) -> None:

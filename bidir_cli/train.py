@@ -347,5 +347,7 @@ class BidirTrainer(SentenceTransformerTrainer):
         if model.training and not math.isfinite(loss.detach().float().item()):
             raise NonFiniteLossError(
                 f"non-finite loss ({loss.item()}) at step {self.state.global_step + 1}; the last good checkpoint is kept"
+                " (one known cause: a text that embeds to a zero vector, an empty one say, gets gradients near 1e12"
+                " through the cosine normalisation, enough to wreck the weights; see the loss docstrings)"
             )
         return out

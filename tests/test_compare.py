@@ -7,7 +7,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -314,49 +313,41 @@ def test_meta_rows_show_measurements_and_the_settings_that_differ(tmp_path):
     assert f"bidir: note: {c / 'eval' / 'nanobeir.json'}: its run's meta.json says status 'failed'" in result.stderr
 
 
-def test_compare_of_two_results_files_takes_well_under_two_seconds(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    names = [f"Nano{i}" for i in range(13)]  # NanoBEIR's shape: 13 datasets of 50 queries
-    a = write_results(tmp_path / "a.json", {n: rng.uniform(size=50) for n in names})
-    b = write_results(tmp_path / "b.json", {n: rng.uniform(size=50) for n in names})
-    start = time.perf_counter()
-    compare_command(
-        [str(a), str(b)],
-        groups=[],
-        baseline=None,
-        metric=METRIC,
-        fmt="table",
-        plot=None,
-        suite=None,
-        permutations=10_000,
-        seed=0,
-    )
-    assert time.perf_counter() - start < 1.0
-    assert "Nano12" in capsys.readouterr().out
-
-
-def test_cli_prints_in_under_two_seconds_without_heavy_imports(tmp_path):
+def test_cli_compare_imports_no_heavy_library(tmp_path):
+    """``bidir compare`` reads results files only: no torch, no model code, no plotting unless asked. (How fast
+    that makes it is measured by scripts/bench_compare.py, not asserted here.)"""
     rng = np.random.default_rng(0)
     names = [f"Nano{i}" for i in range(13)]
     runs = [write_run(tmp_path / name, {n: rng.uniform(size=50) for n in names}) for name in ("a", "b")]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = time.perf_counter()
     command = [sys.executable, "-X", "importtime", "-m", "bidir_cli.cli", "compare", *map(str, runs)]
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-    assert time.perf_counter() - start < 2.0
     assert "Nano12" in result.stdout
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "bidir_cli.compare" in imported  # the import log is read correctly
     heavy = {"torch", "sentence_transformers", "transformers", "datasets", "matplotlib", "scipy", "pandas"}
     assert imported & heavy == set()
 
 
-def test_plot_option_writes_a_png(tmp_path):
-    a = write_results(tmp_path / "a.json", {"X": [0.1, 0.2, 0.4]})
-    b = write_results(tmp_path / "b.json", {"X": [0.3, 0.2, 0.5]})
-    result = cli(str(a), str(b), "--plot", str(tmp_path / "figures" / "compare.png"))
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk, which follows the 8-byte signature."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@pytest.mark.parametrize("datasets", [1, 13])
+def test_plot_option_writes_a_png_of_the_documented_size(tmp_path, datasets):
+    """docs/compare.md: a PNG of 1200 x 800 pixels whatever the number of datasets; the message says its size."""
+    rng = np.random.default_rng(4)
+    names = [f"Dataset{i}" for i in range(datasets)]
+    a = write_results(tmp_path / "a.json", {n: rng.uniform(size=5) for n in names})
+    b = write_results(tmp_path / "b.json", {n: rng.uniform(size=5) for n in names})
+    plot = tmp_path / "figures" / "compare.png"
+    result = cli(str(a), str(b), "--plot", str(plot))
     assert result.exit_code == 0, result.stderr
-    assert (tmp_path / "figures" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "wrote" in result.stderr and "(1200x800 px)" in result.stderr
+    assert png_size(plot) == (1200, 800)
+    assert f"bidir: wrote {plot} (1200x800 px)" in result.stderr
 
 
 def test_output_is_reproducible_from_the_seed(tmp_path):

@@ -3,7 +3,6 @@ oracle, uncached replays, and a single-process run of the same batch."""
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 
@@ -23,6 +22,7 @@ from bidir_cli.losses import (
     CachedMultipleNegativesBidirectionalRankingLoss,
     MultipleNegativesBidirectionalRankingLoss,
     build_loss,
+    partition_tracker,
 )
 
 GTE_DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
@@ -221,28 +221,37 @@ def test_cached_refuses_static_embedding(tiny_static):
 # --- 4. Across devices ---------------------------------------------------------------------------------------------
 
 
-def _distributed_worker(rank, world_size, init_file, model_path, batch, loss_name, out_file):
+GATHER_CASES = [("mnbrl", (4, 4)), ("cmnbrl", (4, 4)), ("mnbrl", (5, 3)), ("cmnbrl", (5, 3))]
+
+
+def _distributed_worker(rank, world_size, init_file, model_path, batch, out_file):
+    """Every case of GATHER_CASES in one process group (starting processes costs more than the losses)."""
     import torch.distributed as dist
     from sentence_transformers import SentenceTransformer
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
-        torch.manual_seed(0)
-        model = SentenceTransformer(model_path, device="cpu")
-        model.eval()
-        half = len(batch) // world_size
-        features = features_for(model, batch[rank * half : (rank + 1) * half])
-        loss_fn = make_loss(loss_name, model, gather=True)
-        loss = loss_fn(features, None)
-        loss.backward()
-        grads = parameter_grads(model)
-        for g in grads.values():  # average across ranks, as DDP does
-            dist.all_reduce(g)
-            g /= world_size
-        losses = [torch.zeros(()) for _ in range(world_size)]
-        dist.all_gather(losses, loss.detach().reshape(()))
+        results = []
+        for loss_name, sizes in GATHER_CASES:
+            model = SentenceTransformer(model_path, device="cpu")
+            model.eval()
+            start = sum(sizes[:rank])
+            features = features_for(model, batch[start : start + sizes[rank]])
+            loss_fn = make_loss(loss_name, model, gather=True)
+            loss = loss_fn(features, None)
+            loss.backward()
+            grads = parameter_grads(model)
+            for g in grads.values():  # average across ranks, as DDP does
+                dist.all_reduce(g)
+                g /= world_size
+            losses = [torch.zeros(()) for _ in range(world_size)]
+            dist.all_gather(losses, loss.detach().reshape(()))
+            partition = torch.tensor(list(loss_fn.partition.pop().values()), dtype=torch.float64)
+            partitions = [torch.zeros_like(partition) for _ in range(world_size)]
+            dist.all_gather(partitions, partition)
+            results.append({"grads": grads, "losses": torch.stack(losses), "partitions": partitions})
         if rank == 0:
-            torch.save({"grads": grads, "losses": torch.stack(losses)}, out_file)
+            torch.save(results, out_file)
     finally:
         dist.destroy_process_group()
 
@@ -253,60 +262,115 @@ def make_loss(name, model, gather=False):
     return CachedMultipleNegativesBidirectionalRankingLoss(model, mini_batch_size=3, gather_across_devices=gather)
 
 
-@pytest.mark.parametrize("loss_name", ["mnbrl", "cmnbrl"])
-def test_gather_across_two_processes_equals_full_batch(tiny_bert, tiny_bert_path, tmp_path, loss_name):
+def test_gather_across_two_processes_equals_full_batch(tiny_bert, tiny_bert_path, tmp_path):
+    """Two processes holding 4 and 4, then 5 and 3 rows of one batch of 8 (a smaller last batch makes unequal
+    batches), their gradients averaged as DDP does, against one process on all 8 rows: the same mean loss, the
+    same gradients, and the same partition diagnostics (over all 8 rows) on every rank."""
     import torch.multiprocessing as mp
 
     batch = batch_of(8, 3, seed=5)  # anchors, positives, one hard-negative column
     out_file = tmp_path / "grads.pt"
     mp.spawn(
         _distributed_worker,
-        args=(2, str(tmp_path / "init"), str(tiny_bert_path), batch, loss_name, str(out_file)),
+        args=(2, str(tmp_path / "init"), str(tiny_bert_path), batch, str(out_file)),
         nprocs=2,
         join=True,
     )
-    result = torch.load(out_file)
-
     tiny_bert.eval()
-    tiny_bert.zero_grad()
-    full = make_loss(loss_name, tiny_bert)(features_for(tiny_bert, batch), None)
-    full.backward()
+    for (loss_name, sizes), result in zip(GATHER_CASES, torch.load(out_file), strict=True):
+        tiny_bert.zero_grad()
+        full_fn = make_loss(loss_name, tiny_bert)
+        full = full_fn(features_for(tiny_bert, batch), None)
+        full.backward()
 
-    assert result["losses"].mean().item() == pytest.approx(full.item(), rel=1e-5)
-    assert not torch.allclose(result["losses"][0], result["losses"][1])  # each rank owns different rows
-    assert_same_grads(result["grads"], parameter_grads(tiny_bert))
+        case = f"{loss_name} with {sizes} rows"
+        # DDP averages the ranks' gradients; the trainer logs the ranks' mean loss.
+        assert result["losses"].mean().item() == pytest.approx(full.item(), rel=1e-5), case
+        assert not torch.allclose(result["losses"][0], result["losses"][1]), case  # each rank owns other rows
+        assert_same_grads(result["grads"], parameter_grads(tiny_bert))
+        expected_partition = torch.tensor(list(full_fn.partition.pop().values()), dtype=torch.float64)
+        for partition in result["partitions"]:
+            torch.testing.assert_close(partition, expected_partition, rtol=1e-5, atol=1e-7, msg=case)
 
 
 # --- 5. Composition ------------------------------------------------------------------------------------------------
 
 
-def weights_change_after_one_step(model, loss_fn, features):
-    before = copy.deepcopy(model.state_dict())
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    optimizer.zero_grad()
+ORACLE = MultipleNegativesRankingLoss(None, directions=GTE_DIRECTIONS, partition_mode="joint")
+
+
+def pooled_layers(model, features):
+    """Every layer's mean-pooled embeddings (the embedding layer's output first), from the transformer's hidden
+    states by hand: layers x columns of (batch, dim) tensors, with gradients."""
+    columns = []
+    for f in features:
+        inputs = {k: f[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in f}
+        hidden = model[0].auto_model(**inputs, output_hidden_states=True).hidden_states
+        mask = f["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
+        columns.append([(h * mask).sum(1) / mask.sum(1) for h in hidden])
+    return [list(layer) for layer in zip(*columns)]
+
+
+def hand_sum(layers, dims, dim_weights, last_weight=1.0, prior_weight=1.0, layer_weight=lambda i: 1.0):
+    """sentence-transformers' weighting, written out: ``last_weight`` times the last layer's loss, plus
+    ``prior_weight * layer_weight(i) / (number of earlier layers)`` times each earlier layer i's loss, where a
+    layer's loss is the ``dim_weights``-weighted sum of the inner loss (the joint-mode oracle) at each
+    truncated dimension (truncation renormalises, which cosine similarity ignores)."""
+
+    def at_dims(columns):
+        return sum(w * ORACLE.compute_loss_from_embeddings([c[:, :d] for c in columns], None)
+                   for d, w in zip(dims, dim_weights))  # fmt: skip
+
+    *earlier, last = layers
+    total = last_weight * at_dims(last)
+    for i, columns in enumerate(earlier):
+        total = total + at_dims(columns) * layer_weight(i) / len(earlier) * prior_weight
+    return total
+
+
+@pytest.mark.parametrize("wrap", ["matryoshka", "matryoshka-cached", "matryoshka2d", "adaptive-layer"])
+def test_wrappers_equal_a_hand_written_sum_over_dimensions_and_layers(tiny_bert, wrap):
+    """MatryoshkaLoss, Matryoshka2dLoss and AdaptiveLayerLoss around our losses, made deterministic (every layer,
+    every dimension, no KL term) and with uneven weights, against the weighted sum of the oracle's loss over
+    hand-pooled layers and truncated dimensions: loss and parameter gradients."""
+    tiny_bert.eval()
+    features = features_for(tiny_bert, batch_of(8, 3, seed=7))
+    dims, dim_weights = [32, 16, 8], [1.0, 0.6, 0.3]
+    layer_weights = dict(last_layer_weight=0.7, prior_layers_weight=1.6, layer_weighting="linear")
+    mnbrl = MultipleNegativesBidirectionalRankingLoss(tiny_bert)
+    if wrap == "matryoshka":
+        loss_fn = MatryoshkaLoss(tiny_bert, mnbrl, dims, matryoshka_weights=dim_weights)
+    elif wrap == "matryoshka-cached":
+        cmnbrl = CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=3)
+        loss_fn = MatryoshkaLoss(tiny_bert, cmnbrl, dims, matryoshka_weights=dim_weights)
+    elif wrap == "matryoshka2d":
+        loss_fn = Matryoshka2dLoss(
+            tiny_bert, mnbrl, dims, matryoshka_weights=dim_weights, n_layers_per_step=-1, n_dims_per_step=-1,
+            kl_div_weight=0.0, **layer_weights,
+        )  # fmt: skip
+    else:
+        loss_fn = AdaptiveLayerLoss(tiny_bert, mnbrl, n_layers_per_step=-1, kl_div_weight=0.0, **layer_weights)
+
+    tiny_bert.zero_grad()
     loss = loss_fn(features, None)
     loss.backward()
-    optimizer.step()
-    assert torch.isfinite(loss)
-    return any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    got = parameter_grads(tiny_bert)
 
-
-@pytest.mark.parametrize(
-    "wrap",
-    ["matryoshka-mnbrl", "matryoshka-cmnbrl", "matryoshka2d-mnbrl", "adaptive-layer-mnbrl"],
-)
-def test_composes_with_sentence_transformers_wrappers(tiny_bert, wrap):
-    features = features_for(tiny_bert, batch_of(8, 2))
-    if wrap == "matryoshka-mnbrl":
-        loss_fn = MatryoshkaLoss(tiny_bert, MultipleNegativesBidirectionalRankingLoss(tiny_bert), [32, 16, 8])
-    elif wrap == "matryoshka-cmnbrl":
-        inner = CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=3)
-        loss_fn = MatryoshkaLoss(tiny_bert, inner, [32, 16, 8])
-    elif wrap == "matryoshka2d-mnbrl":
-        loss_fn = Matryoshka2dLoss(tiny_bert, MultipleNegativesBidirectionalRankingLoss(tiny_bert), [32, 16])
+    tiny_bert.zero_grad()
+    layers = pooled_layers(tiny_bert, features)
+    with torch.no_grad():  # the hand pooling is the model's own
+        torch.testing.assert_close(layers[-1][0], tiny_bert(dict(features[0]))["sentence_embedding"])
+    if wrap in ("matryoshka", "matryoshka-cached"):
+        expected = hand_sum(layers[-1:], dims, dim_weights)
+    elif wrap == "matryoshka2d":
+        expected = hand_sum(layers, dims, dim_weights, 0.7, 1.6, lambda i: 1 / (1 + i))
     else:
-        loss_fn = AdaptiveLayerLoss(tiny_bert, MultipleNegativesBidirectionalRankingLoss(tiny_bert))
-    assert weights_change_after_one_step(tiny_bert, loss_fn, features)
+        expected = hand_sum(layers, [32], [1.0], 0.7, 1.6, lambda i: 1 / (1 + i))
+    expected.backward()
+
+    assert len(layers) == 3  # the embedding layer and two transformer layers: two earlier "layers"
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert_same_grads(got, parameter_grads(tiny_bert))
 
 
 def test_matryoshka_around_cached_equals_around_uncached(tiny_bert):
@@ -350,16 +414,68 @@ def test_identical_texts_give_no_nan(tiny_bert, loss_name):
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
-def test_bf16_autocast_on_cpu_is_close_to_fp32(tiny_bert):
+@pytest.mark.parametrize("precision", ["bf16-autocast", "bf16-weights"])
+def test_bf16_loss_equals_a_float64_computation_and_stays_near_fp32(tiny_bert, precision):
+    """Half precision is the encoder's business; the partition must be computed in fp32 whatever comes in.
+
+    bf16 autocast on the CPU gives fp32 embeddings (layer norm runs in fp32); a model whose weights are bf16
+    gives bf16 ones. Either way the loss must equal a float64 hand calculation on the very embeddings it got, to
+    fp32 accuracy (measured: 2e-7; computing the partition in bf16 instead is off by about 2e-3). Against the
+    fp32 model, the encoder's own rounding moves the loss by about 1e-4 on this model, so 1e-3 holds there too.
+    """
     tiny_bert.eval()
     features = features_for(tiny_bert, batch_of(8, 3))
+    fp32 = MultipleNegativesBidirectionalRankingLoss(tiny_bert)(features, None).item()
+    if precision == "bf16-weights":
+        tiny_bert.to(torch.bfloat16)
     loss_fn = MultipleNegativesBidirectionalRankingLoss(tiny_bert)
-    fp32 = loss_fn(features, None).item()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        bf16 = loss_fn(features, None)
-    assert torch.isfinite(bf16)
-    assert bf16.dtype == torch.float32  # the partition is computed in fp32 even under autocast
-    assert bf16.item() == pytest.approx(fp32, rel=2e-2)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-autocast"):
+        with torch.no_grad():
+            embeddings = [tiny_bert(dict(f))["sentence_embedding"] for f in features]
+        loss = loss_fn(features, None)
+    assert embeddings[0].dtype == (torch.bfloat16 if precision == "bf16-weights" else torch.float32)
+    assert loss.dtype == torch.float32
+    expected = reference_loss(embeddings[0].double(), [e.double() for e in embeddings[1:]], 20.0, "cosine",
+                              "same_query")  # fmt: skip
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert loss.item() == pytest.approx(fp32, rel=1e-3)
+
+
+def test_zero_norm_embedding_gets_a_gradient_near_1e12_as_in_sentence_transformers():
+    """The docstrings' warning, measured: a zero query embedding keeps the loss finite (its similarities are 0),
+    but normalising x / max(|x|, 1e-12) multiplies its gradient by 1e12, in the oracle just as here."""
+    gen = torch.Generator().manual_seed(12)
+    columns = [torch.randn(4, 6, dtype=torch.float64, generator=gen) for _ in range(3)]
+    columns[0][1] = 0.0
+    ours_in = [c.clone().requires_grad_() for c in columns]
+    oracle_in = [c.clone().requires_grad_() for c in columns]
+    ours = MultipleNegativesBidirectionalRankingLoss(None).compute_loss_from_embeddings(ours_in)
+    oracle = ORACLE.compute_loss_from_embeddings(oracle_in, None)
+    ours.backward()
+    oracle.backward()
+    assert torch.isfinite(ours) and ours.item() == pytest.approx(oracle.item(), rel=1e-12)
+    for a, b in zip(ours_in, oracle_in):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-9 * b.grad.abs().max().item())
+    assert ours_in[0].grad[1].norm() > 1e11  # the zero row
+    assert ours_in[0].grad[[0, 2, 3]].norm() < 100 and ours_in[1].grad.norm() < 100  # the others are ordinary
+
+
+@pytest.mark.parametrize("columns", [2, 3])
+def test_with_dropout_cached_and_uncached_draw_different_masks_with_hard_negatives(tiny_bert, columns):
+    """The docstrings' caveat: equal with dropout off (test_cached_equals_uncached_without_dropout). With dropout
+    on, the uncached loss embeds the anchors in one pass and all document columns together in another, the cached
+    one column by column (here in one mini-batch each): from the same seed, pairs draw the same masks, but with
+    a hard-negative column the merged document pass draws other masks."""
+    tiny_bert.train()
+    features = features_for(tiny_bert, batch_of(8, columns))
+    torch.manual_seed(0)
+    uncached = MultipleNegativesBidirectionalRankingLoss(tiny_bert)(features, None).item()
+    torch.manual_seed(0)
+    cached = CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=8)(features, None).item()
+    if columns == 2:
+        assert cached == pytest.approx(uncached, rel=1e-6)
+    else:
+        assert abs(cached - uncached) > 1e-3 * uncached
 
 
 def test_dot_product_similarity_matches_oracle():
@@ -400,6 +516,51 @@ def test_partition_shares_sum_to_one_and_match_hand_softmax():
     positive = torch.exp(20 * torch.diagonal(cos_sim(q, p))) / total
     assert stats["positive"] == pytest.approx(positive.mean().item(), rel=1e-9)
     assert loss_fn.partition.pop() is None  # popping resets
+
+
+def partition_of(loss_fn, model, features):
+    """The partition diagnostics one training step of ``loss_fn`` records (and only that step's)."""
+    model.zero_grad()
+    loss_fn(features, None).backward()
+    tracker = partition_tracker(loss_fn) or loss_fn.loss.loss.partition  # Matryoshka2dLoss nests two wrappers
+    stats = tracker.pop()
+    assert stats is not None and tracker.pop() is None
+    return stats
+
+
+def test_cached_partition_diagnostics_equal_the_uncached_ones(tiny_bert):
+    """CMNBRL records the same diagnostics as MNBRL (checked by hand above) on the same batch, once per
+    training step, and nothing in evaluation."""
+    tiny_bert.eval()
+    features = features_for(tiny_bert, batch_of(8, 3, seed=8))
+    expected = partition_of(MultipleNegativesBidirectionalRankingLoss(tiny_bert), tiny_bert, features)
+    cached = CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=3)
+    assert partition_of(cached, tiny_bert, features) == pytest.approx(expected, rel=1e-5)
+    assert 0.01 < expected["positive"] < 0.5 and min(expected.values()) > 0  # not a degenerate batch
+    with torch.no_grad():
+        cached(features, None)
+    assert cached.partition.pop() is None
+
+
+@pytest.mark.parametrize("wrap", ["matryoshka", "matryoshka-cached", "matryoshka2d", "adaptive-layer"])
+def test_partition_diagnostics_under_wrappers_are_the_full_models(tiny_bert, wrap):
+    """Under the wrappers the loss runs once per dimension and layer; the diagnostics are those of the full
+    dimension and the last layer alone: what the loss alone records on the same batch."""
+    tiny_bert.eval()
+    features = features_for(tiny_bert, batch_of(8, 3, seed=9))
+    expected = partition_of(MultipleNegativesBidirectionalRankingLoss(tiny_bert), tiny_bert, features)
+    dims = [8, 32, 16]  # unsorted: MatryoshkaLoss sorts them
+    if wrap == "matryoshka-cached":
+        cached = CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=3)
+        loss_fn = MatryoshkaLoss(tiny_bert, cached, dims)
+    else:
+        inner = MultipleNegativesBidirectionalRankingLoss(tiny_bert)
+        loss_fn = {
+            "matryoshka": lambda: MatryoshkaLoss(tiny_bert, inner, dims),
+            "matryoshka2d": lambda: Matryoshka2dLoss(tiny_bert, inner, dims, n_layers_per_step=-1, n_dims_per_step=-1),
+            "adaptive-layer": lambda: AdaptiveLayerLoss(tiny_bert, inner, n_layers_per_step=-1),
+        }[wrap]()
+    assert partition_of(loss_fn, tiny_bert, features) == pytest.approx(expected, rel=1e-5)
 
 
 # --- The registry --------------------------------------------------------------------------------------------------

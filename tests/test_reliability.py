@@ -261,6 +261,7 @@ def test_non_finite_loss_stops_names_the_step_keeps_last_good_checkpoint(tmp_pat
     result = run_train(str(config), "--output-dir", str(out))
     assert result.exit_code == 1
     assert "non-finite loss (nan) at step 5" in result.stderr and "Traceback" not in result.output
+    assert "zero vector" in result.stderr  # points at a known cause (see the loss docstrings)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["status"] == "failed" and "step 5" in meta["note"]
     assert files_under(out / "checkpoints") == {"checkpoint-2", "checkpoint-4"}

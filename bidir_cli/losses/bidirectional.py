@@ -6,9 +6,17 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 from sentence_transformers.base.losses.merged_forward import embed_columns
-from sentence_transformers.util import all_gather_with_grad, cos_sim, dot_score, get_rank, similarity_fct_name
+from sentence_transformers.util import (
+    all_gather_with_grad,
+    cos_sim,
+    dot_score,
+    is_dist_initialized,
+    similarity_fct_name,
+)
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .kernel import joint_log_partition
 
@@ -36,6 +44,12 @@ CITATION = """
 class PartitionTracker:
     """Running mean of the partition diagnostics (:data:`PARTITION_STATS`) since the last :meth:`pop`.
 
+    Only the widest embeddings count. Under MatryoshkaLoss the loss runs once per dimension, and the shares at
+    a truncated dimension describe another, smaller model: the tracker keeps the diagnostics of the widest
+    dimension it has seen (the model's full dimension whenever ``matryoshka_dims`` holds it, as
+    sentence-transformers urges) and ignores narrower ones. Under AdaptiveLayerLoss and Matryoshka2dLoss the
+    losses of the earlier layers are not recorded either (see :func:`replays_an_earlier_layer`).
+
     Sums stay on the device as tensors so that recording a step costs no host synchronisation;
     only :meth:`pop`, called at logging steps, converts them to floats.
     """
@@ -43,8 +57,14 @@ class PartitionTracker:
     def __init__(self) -> None:
         self._sum: Tensor | None = None
         self._count = 0
+        self._width = 0  # the embedding dimension being averaged: the widest seen so far
 
-    def add(self, stats: Tensor) -> None:
+    def add(self, stats: Tensor, width: int = 0) -> None:
+        """Record one loss computation's diagnostics, computed from embeddings of dimension ``width``."""
+        if width < self._width:
+            return
+        if width > self._width:  # a wider dimension than recorded so far: what was recorded was a truncation
+            self._sum, self._count, self._width = None, 0, width
         stats = stats.detach().double()
         self._sum = stats if self._sum is None else self._sum + stats
         self._count += 1
@@ -56,6 +76,19 @@ class PartitionTracker:
         means = (self._sum / self._count).tolist()
         self._sum, self._count = None, 0
         return dict(zip(PARTITION_STATS, means))
+
+
+def replays_an_earlier_layer(model: nn.Module | None) -> bool:
+    """True while AdaptiveLayerLoss (or Matryoshka2dLoss) computes the loss of a layer before the last.
+
+    It then replaces the forward of the model's first module by its ``TransformerDecorator``, whose ``layer_idx``
+    names the layer (None during the last layer's pass).
+    """
+    try:
+        first = model[0]
+    except (TypeError, IndexError, KeyError):
+        return False
+    return getattr(getattr(first, "forward", None), "layer_idx", None) is not None
 
 
 def resolve_scale(scale: float | None, temperature: float | None, default: float = 20.0) -> float:
@@ -72,16 +105,46 @@ def resolve_scale(scale: float | None, temperature: float | None, default: float
     return float(scale)
 
 
-def gather(queries: Tensor, docs: list[Tensor], gather_across_devices: bool) -> tuple[Tensor, list[Tensor], int]:
+def gather(
+    queries: Tensor, docs: list[Tensor], gather_across_devices: bool
+) -> tuple[Tensor, list[Tensor], int, list[int]]:
     """All-gather queries and document columns (with gradients) when asked.
 
-    Returns the world's queries, the world's document columns, and the offset of this rank's rows.
+    Returns the world's queries, the world's document columns, the offset of this rank's rows, and every
+    rank's number of rows. Processes may hold different numbers of rows (a last, smaller batch, or
+    ``dataloader_drop_last`` off): each rank's offset is the sum of the sizes of the ranks before it.
     Without an initialised process group, gathering is a no-op and the offset is 0.
     """
-    if not gather_across_devices:
-        return queries, docs, 0
-    offset = get_rank() * queries.size(0)
-    return all_gather_with_grad(queries), [all_gather_with_grad(d) for d in docs], offset
+    if not gather_across_devices or not is_dist_initialized():
+        return queries, docs, 0, [queries.size(0)]
+    sizes = _gather_sizes(queries)
+    offset = sum(sizes[: dist.get_rank()])
+    return _gather_rows(queries, sizes), [_gather_rows(d, sizes) for d in docs], offset, sizes
+
+
+def _gather_sizes(x: Tensor) -> list[int]:
+    """Every rank's number of rows (one tiny all_gather; its values are needed on the host for the offsets)."""
+    local = torch.tensor([x.size(0)], dtype=torch.long, device=x.device)
+    sizes = [torch.zeros_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, local)
+    return torch.cat(sizes).tolist()
+
+
+def _gather_rows(x: Tensor, sizes: list[int]) -> Tensor:
+    """sentence-transformers' ``all_gather_with_grad``, for ranks holding different numbers of rows.
+
+    sentence-transformers 6.3 gathers through ``torch.distributed.nn.all_gather``, which needs the same shape on
+    every rank (gloo aborts with "Received data size doesn't match expected size"; its ``all_gather_padded``
+    pads the token axis of multi-vector embeddings, not the batch axis), and its own losses take the offset as
+    ``rank * batch_size``. So: pad to the largest rank's rows, gather with gradients, and cut each rank's padding
+    off. The padding rows are never used, so their gradient is zero and nothing leaks into the real rows.
+    """
+    most = max(sizes)
+    if x.size(0) == most and min(sizes) == most:
+        return all_gather_with_grad(x)
+    padded = F.pad(x, (0, 0, 0, most - x.size(0)))
+    parts = all_gather_with_grad(padded).split(most)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)])
 
 
 def _upcast(x: Tensor) -> Tensor:
@@ -119,7 +182,7 @@ def bidirectional_loss(
         queries: (W, D) the world's queries.
         docs: K tensors of (W, D): the world's positives, then each hard-negative column.
         local_batch_size: B, the number of rows this rank owns.
-        offset: this rank's first row, ``rank * B``.
+        offset: this rank's first row: the earlier ranks' rows (``rank * B`` when all hold B).
         scale: inverse temperature.
         similarity_fct: similarity between two batches of embeddings, (m, D) x (n, D) -> (m, n).
         doc_doc_mask: which documents are left out of row i's d->d block (see the class docstring).
@@ -161,17 +224,32 @@ def bidirectional_loss(
 def gathered_loss(settings, anchors: Tensor, documents: list[Tensor]) -> tuple[Tensor, Tensor]:
     """This process's loss and diagnostics from its (anchor, document columns) embeddings, gathered across
     processes when ``settings.gather_across_devices``; ``settings`` is either bidirectional loss, whose
-    ``scale``, ``similarity_fct`` and ``doc_doc_mask`` apply."""
-    queries, docs, offset = gather(anchors, documents, settings.gather_across_devices)
-    return bidirectional_loss(
+    ``scale``, ``similarity_fct`` and ``doc_doc_mask`` apply.
+
+    With gathering across P processes holding B_r rows each (W in all), this process's loss is its rows' sum
+    divided by W / P, not by B_r: DDP averages the processes' gradients, and this weighting makes that average
+    the gradient of the mean over the world batch, as one process on all W rows would have it, also when the
+    B_r differ (with equal batches it is the mean over local rows). The diagnostics are averaged over all W
+    rows, every rank's, so that every process holds the same, world-wide figures.
+    """
+    local = anchors.size(0)
+    queries, docs, offset, sizes = gather(anchors, documents, settings.gather_across_devices)
+    loss, stats = bidirectional_loss(
         queries,
         docs,
-        local_batch_size=anchors.size(0),
+        local_batch_size=local,
         offset=offset,
         scale=settings.scale,
         similarity_fct=settings.similarity_fct,
         doc_doc_mask=settings.doc_doc_mask,
     )
+    if len(sizes) > 1:
+        world_rows = sum(sizes)
+        loss = loss * (local * len(sizes) / world_rows)
+        stats = stats * local  # each rank's row sums, added up over ranks, over all rows
+        dist.all_reduce(stats)
+        stats = stats / world_rows
+    return loss, stats
 
 
 def plain_bidirectional_loss(
@@ -262,14 +340,23 @@ class MultipleNegativesBidirectionalRankingLoss(nn.Module):
                 included, out of row i's d->d block, as sentence-transformers' joint mode does;
                 ``"self"`` leaves out only d+_i itself, so that query i's hard negatives also repel its positive.
             gather_across_devices: all-gather embeddings (with gradients) across processes, so that every
-                process sees the whole world batch as negatives. Each process owns rows
-                [rank * B, rank * B + B).
+                process sees the whole world batch as negatives. Each process owns its rows of the world
+                batch, after the earlier ranks' rows; processes may hold different numbers of rows, and
+                each one's loss is weighted by its share of them, so that DDP's average of the processes'
+                gradients is the gradient of the mean over the world batch.
             temperature: alternative to ``scale`` (``scale = 1 / temperature``).
 
         Requirements:
             1. (anchor, positive) pairs, or (anchor, positive, negative_1, ..., negative_n) tuples.
             2. Use the no-duplicates batch sampler: a duplicate text in the batch is a false negative
                in up to four blocks here, not one.
+            3. No text that embeds to a zero vector (an empty text under StaticEmbedding, say). With cosine
+               similarity the embeddings are normalised as sentence-transformers' ``cos_sim`` does,
+               ``x / max(|x|, 1e-12)``: a zero vector's similarities are 0 and the loss stays finite, but its
+               gradient is multiplied by 1e12 (about 5e12 on a random batch, exactly as in
+               sentence-transformers' own losses). Gradient clipping (the trainer's ``max_grad_norm``, 1.0 by
+               default) bounds the step, but that one text's gradient then swamps the rest of the batch's;
+               without clipping, or in fp16, the weights blow up and the next losses are not finite.
 
         Inputs:
             +-------------------------------------------------+--------+
@@ -286,7 +373,13 @@ class MultipleNegativesBidirectionalRankingLoss(nn.Module):
             - Equals ``MultipleNegativesRankingLoss(directions=("query_to_doc", "query_to_query",
               "doc_to_query", "doc_to_doc"), partition_mode="joint")`` with ``doc_doc_mask="same_query"``.
             - :class:`CachedMultipleNegativesBidirectionalRankingLoss` computes the same loss with GradCache,
-              for batches larger than memory allows.
+              for batches larger than memory allows. With dropout off (``model.eval()``, or a model without
+              dropout) the two are equal in loss and gradients to float tolerance. With dropout on they draw
+              different masks, and so differ by dropout noise, whenever there are hard negatives or the
+              cached loss's mini-batches are smaller than the batch: this loss embeds the anchors in one pass
+              and all document columns together in another (sentence-transformers' ``embed_columns``), the
+              cached one column by column and mini-batch by mini-batch (replaying its own masks in its
+              second pass).
             - Composes with MatryoshkaLoss, Matryoshka2dLoss and AdaptiveLayerLoss.
 
         Example:
@@ -327,8 +420,8 @@ class MultipleNegativesBidirectionalRankingLoss(nn.Module):
         if len(embeddings) < 2:
             raise ValueError(f"Expected at least 2 embedding columns (anchor, positive), got {len(embeddings)}")
         loss, stats = gathered_loss(self, embeddings[0], list(embeddings[1:]))
-        if torch.is_grad_enabled():
-            self.partition.add(stats)
+        if torch.is_grad_enabled() and not replays_an_earlier_layer(self.model):
+            self.partition.add(stats, width=embeddings[0].size(-1))
         return loss
 
     def get_config_dict(self) -> dict[str, Any]:

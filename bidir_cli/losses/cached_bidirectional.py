@@ -49,8 +49,8 @@ class CachedMultipleNegativesBidirectionalRankingLoss(CachedLossMixin, nn.Module
         GradCache works in three steps: (1) embed every mini-batch without building a graph, keeping each
         mini-batch's random state; (2) compute the loss over the whole batch and its gradient with respect
         to the embeddings; (3) in the backward pass, re-embed mini-batch by mini-batch with the saved random
-        state (so dropout draws the same masks) and back-propagate the cached gradient. Loss and gradients
-        equal the uncached loss's to float tolerance; the price is a second forward pass.
+        state (so dropout draws the same masks) and back-propagate the cached gradient. The price is a second
+        forward pass.
 
         Args:
             model: the SentenceTransformer model being trained. Not a StaticEmbedding model: its inputs have
@@ -67,6 +67,8 @@ class CachedMultipleNegativesBidirectionalRankingLoss(CachedLossMixin, nn.Module
             1. (anchor, positive) pairs, or (anchor, positive, negative_1, ..., negative_n) tuples.
             2. A model whose inputs can be split along the batch (any transformer; not StaticEmbedding).
             3. The no-duplicates batch sampler.
+            4. No text that embeds to a zero vector: with cosine similarity its gradient is multiplied by 1e12
+               (see the uncached loss).
 
         Inputs:
             +-------------------------------------------------+--------+
@@ -78,7 +80,11 @@ class CachedMultipleNegativesBidirectionalRankingLoss(CachedLossMixin, nn.Module
             +-------------------------------------------------+--------+
 
         Relations:
-            - Equals :class:`MultipleNegativesBidirectionalRankingLoss` in loss and gradients.
+            - Equals :class:`MultipleNegativesBidirectionalRankingLoss` in loss and gradients, to float tolerance,
+              with dropout off. With dropout on the masks differ (with hard negatives, or mini-batches smaller
+              than the batch), and so do loss and gradients, by dropout noise: the uncached loss embeds all
+              document columns together in one forward pass, this one column by column and mini-batch by
+              mini-batch (and its second pass replays its own first pass's masks exactly).
             - The bidirectional twin of sentence-transformers' CachedMultipleNegativesRankingLoss.
             - Composes with MatryoshkaLoss (which recognises sentence-transformers' GradCache interface).
               AdaptiveLayerLoss and Matryoshka2dLoss cannot wrap a cached loss.
@@ -123,7 +129,7 @@ class CachedMultipleNegativesBidirectionalRankingLoss(CachedLossMixin, nn.Module
         """The loss over the whole batch from the per-mini-batch embeddings (GradCache step 2)."""
         loss, stats = gathered_loss(self, torch.cat(reps[0]), [torch.cat(column) for column in reps[1:]])
         if with_backward:
-            self.partition.add(stats)
+            self.partition.add(stats, width=reps[0][0].size(-1))
             loss.backward()
             loss = loss.detach()
         return loss

@@ -233,7 +233,7 @@ def joint_log_partition(
         queries: (W, D) the world's queries.
         docs: K tensors of (W, D): the world's positives, then each hard-negative column.
         local_batch_size: B, the rows this rank owns.
-        offset: this rank's first row, ``rank * B``.
+        offset: this rank's first row: the earlier ranks' rows (``rank * B`` when all hold B).
         scale: inverse temperature.
         normalize: True for cosine similarity, False for dot product.
         doc_doc_mask: ``"same_query"`` or ``"self"``.

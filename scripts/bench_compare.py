@@ -1,0 +1,101 @@
+"""Time bidir compare on two NanoBEIR-shaped results files (13 datasets of 50 queries, 10,000 permutations).
+
+Run (from the repository root):
+
+    PYTHONPATH=. python scripts/bench_compare.py [--rounds 5]
+
+What is timed, median over rounds:
+
+* in process: ``compare_command`` with the table format, the import of the package already paid;
+* command line: ``python -m bidir_cli.cli compare A B`` in a fresh process, imports included.
+
+The targets are 1 s in process and 2 s on the command line (bidir compare reads JSON and never imports torch).
+It prints the timings and the checks, and exits with status 1 if one fails. These timings used to be assertions
+in tests/test_compare.py; on a machine shared with other jobs they belong here, where a failure is read as a
+measurement, not as a broken build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bidir_cli.compare import compare_command  # noqa: E402
+from bidir_cli.results import DatasetResult, EvalResult  # noqa: E402
+
+METRIC = "ndcg@10"
+TARGETS = {"in process": 1.0, "command line": 2.0}
+
+
+def write_results(path: Path, rng: np.random.Generator) -> Path:
+    """A results file as ``bidir eval`` writes it, with NanoBEIR's shape and uniform random per-query scores."""
+    datasets = {}
+    for i in range(13):
+        values = rng.uniform(size=50)
+        datasets[f"Nano{i}"] = DatasetResult(
+            name=f"Nano{i}",
+            hash=f"hash-of-Nano{i}",
+            source=f"data/Nano{i}",
+            counts={"queries": 50},
+            metrics={METRIC: float(values.mean())},
+            query_ids=[f"q{k}" for k in range(50)],
+            per_query={METRIC: values.tolist()},
+        )
+    EvalResult(suite={"name": "nanobeir"}, model={}, settings={}, versions={}, created="", datasets=datasets).save(path)
+    return path
+
+
+def time_in_process(a: Path, b: Path) -> float:
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        compare_command(
+            [str(a), str(b)], groups=[], baseline=None, metric=METRIC, fmt="table", plot=None, suite=None,
+            permutations=10_000, seed=0,
+        )  # fmt: skip
+    return time.perf_counter() - start
+
+
+def time_command_line(a: Path, b: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "bidir_cli.cli", "compare", str(a), str(b)], capture_output=True,
+                   check=True, env=env)  # fmt: skip
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="timed repetitions of each (default 5)")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = write_results(Path(tmp) / "a.json", rng), write_results(Path(tmp) / "b.json", rng)
+        times = {
+            "in process": [time_in_process(a, b) for _ in range(args.rounds)],
+            "command line": [time_command_line(a, b) for _ in range(args.rounds)],
+        }
+    failed = False
+    for name, values in times.items():
+        median, target = statistics.median(values), TARGETS[name]
+        ok = median < target
+        failed |= not ok
+        print(f"{name:13s} median {median:.3f} s over {len(values)} rounds (min {min(values):.3f} s), "
+              f"target < {target:.0f} s: {'ok' if ok else 'FAILED'}")  # fmt: skip
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
