@@ -10,7 +10,9 @@ writes the result where ``bidir train`` finds its negative columns, and records 
                           every option, counts, versions, and the SHA-256 of OUT.jsonl
 
 ``bidir train`` copies the sidecar into the source's identity in meta.json (key ``mined``, with
-``verified``: whether the file is still the one that was mined), so a run says how its data was mined.
+``verified``: whether the file is still the one that was mined), so a run says how its data was mined. The
+sidecar holds no times: mining the same data with the same model and options writes the same record, so
+``bidir compare`` shows a difference in mining only where there is one.
 
 What the miner guarantees, and bidir relies on: rows with the same anchor are one query with several
 positives, and none of a query's positives (nor the query's own text) is ever one of its negatives. The
@@ -27,7 +29,6 @@ import hashlib
 import json
 import random
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from .data import content_hash, load_source, read_local
 from .errors import InputError
 from .io import atomic_open, atomic_write_json, log
 from .mining_record import KIND, sidecar_path
-from .runs import now, versions
+from .runs import versions
 
 FORMATS = ("n-tuple", "triplet")  # the miner's formats that bidir train reads as negative columns
 SAMPLING = ("top", "random")
@@ -170,7 +171,6 @@ def mine_command(
     if problems:
         raise InputError(problems[0] if len(problems) == 1 else f"{len(problems)} problems", problems=problems)
 
-    started = time.perf_counter()
     columns = ColumnsConfig(anchor=anchor_column, positive=positive_column, negatives=[])
     source = load_source(SourceConfig(source=data, columns=columns), Path.cwd(), "DATA")
     log(f"{source.identity['location']}: {len(source.dataset)} pairs")
@@ -206,7 +206,6 @@ def mine_command(
     digest = write_jsonl(output, mined)
     sidecar = {
         "kind": KIND,
-        "created": now(),
         "output": {"file": output.name, "sha256": digest, "rows": len(mined), "columns": mined.column_names},
         "data": source.identity,
         "corpus": corpus_identity,  # None: the positives of DATA only
@@ -214,7 +213,6 @@ def mine_command(
         "options": asdict(options),
         "counts": counts,
         "versions": versions(),
-        "wall_time_s": round(time.perf_counter() - started, 3),
     }
     atomic_write_json(sidecar_path(output), sidecar)
     log(f"{len(mined)} rows written to {output} ({counts['distinct_pairs'] - counts['pairs_without_enough_negatives']} "

@@ -211,6 +211,9 @@ def test_range_max_bounds_the_random_draw(tmp_path, static_dir):
         top_beyond += any(ranked.index(x) >= 2 for x in negatives)
     assert top_beyond > len(wide) // 2 and top2 < len(wide)  # a draw, not the top 2
     assert draw(6, seed=0) == wide  # seeded
+    # ... and the record is the same too, but for the file's name: an identity, no times.
+    first, again = (json.loads(p.read_text()) for p in sorted(tmp_path.glob("mined-[01].jsonl.mined.json")))
+    assert first["output"].pop("file") != again["output"].pop("file") and first == again
     assert draw(6, seed=1) != wide
     # With range_max = num_negatives there is nothing to draw from but the top n.
     for row in draw(2, seed=0):
