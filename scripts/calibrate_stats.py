@@ -1,0 +1,237 @@
+"""Calibrate `bidir compare`'s tests on simulated comparisons: false positives, coverage, power.
+
+    python scripts/calibrate_stats.py [--replicates 2000] [--seed 0] [--permutations 2000]
+
+Simulates comparisons of two configurations on six datasets of 30-300 queries with nDCG@10-like
+per-query scores (in [0, 1], discrete, many ties and zeros) and passes the in-memory scores to the
+code `bidir compare` runs for its rows. Prints one markdown table: per variance structure and
+design, for the dataset rows (all six, and the 30-query one alone) and the mean row,
+
+* FPR: the share of null comparisons (no true difference) that the test calls significant at
+  alpha 0.05 (should be 0.03-0.07);
+* coverage: the share of 95% intervals that hold the true difference when there is one
+  (should be 0.93-0.97);
+* power: the share of those comparisons called significant; the shift is the mean row's median
+  minimum detectable difference (MDD) under the null, so the mean row's power should be near the
+  0.8 that the MDD promises.
+
+The model (latent scale): query i of dataset k under run r of configuration c has ability
+``z = a_i + shift_c + run_cr + run_crk + interaction_ci + noise_cri``, with ``a_i ~ N(m_k, 1)``,
+and scores ``1 / log2(1 + rank)`` for ``rank = 1 + floor(exp(1.5 - z))`` up to 10, else 0: the
+nDCG@10 of a query with one relevant document at that rank. The four variance structures set the
+standard deviations of the run terms (a run shifts all its queries), the per-query run noise and
+the query x configuration interaction. The true difference of a dataset is exact: ``z`` is normal,
+so ``E[score]`` is a sum of normal probabilities over the ten ranks.
+
+With one run per side (``1 vs 1``) the tests cover query sampling only, so that design is simulated
+only where runs do not shift: there its target (these two runs' difference over queries like
+these) is the configurations' difference.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Single-threaded BLAS: the matrices here are small, and on a busy machine threads only contend
+# (a sign-flip product took 10x longer with two threads than with one on the 2-core machine).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, special
+
+from bidir_cli.stats import ALPHA, POWER, compare_runs, sign_flip_test
+
+DATASET_QUERIES = (30, 50, 100, 150, 200, 300)
+DATASET_MEANS = (-0.3, 0.2, -0.1, 0.3, 0.0, -0.2)  # each dataset's mean latent ability (its difficulty)
+QUERY_SD = 1.0  # spread of the queries' latent ability within a dataset
+RANK_OFFSET = 1.5  # rank = 1 + floor(exp(RANK_OFFSET - z)): z > 1.5 is rank 1, z < -0.8 is past rank 10
+GAINS = 1 / np.log2(np.arange(2, 12))  # nDCG@10 of one relevant document at ranks 1..10
+
+
+@dataclass(frozen=True)
+class Structure:
+    """How scores vary, as latent standard deviations."""
+
+    name: str
+    run: float  # a run's shift of all its queries, on every dataset
+    run_dataset: float  # a run's shift of all its queries of one dataset
+    noise: float  # per-query run noise
+    interaction: float  # query x configuration interaction
+    single_run: bool  # the 1 vs 1 design's target is the configurations' difference (no run shifts)
+
+    @property
+    def total_sd(self) -> float:
+        return math.sqrt(QUERY_SD**2 + self.run**2 + self.run_dataset**2 + self.noise**2 + self.interaction**2)
+
+
+STRUCTURES = (
+    Structure("a run shifts all its queries", run=0.05, run_dataset=0.05, noise=0.0, interaction=0.0, single_run=False),
+    Structure("per-query run noise", run=0.0, run_dataset=0.0, noise=0.5, interaction=0.0, single_run=True),
+    Structure("mixed", run=0.04, run_dataset=0.04, noise=0.4, interaction=0.0, single_run=False),
+    Structure("query x configuration", run=0.0, run_dataset=0.0, noise=0.2, interaction=0.4, single_run=True),
+)
+DESIGNS = ((3, 3), (5, 5), (1, 1))
+
+
+def scores(z: np.ndarray) -> np.ndarray:
+    """nDCG@10 of one relevant document at rank ``1 + floor(exp(1.5 - z))`` (0 past rank 10)."""
+    rank = 1 + np.floor(np.exp(np.minimum(RANK_OFFSET - z, 10.0))).astype(int)
+    return np.where(rank <= 10, GAINS[np.minimum(rank, 10) - 1], 0.0)
+
+
+def expected_score(mean: float, sd: float) -> float:
+    """E[score] for z ~ N(mean, sd^2): rank r holds z in (1.5 - ln r, 1.5 - ln(r - 1)]."""
+    upper = RANK_OFFSET - np.log(np.arange(1, 11) - 1.0, where=np.arange(10) > 0, out=np.full(10, -np.inf))
+    lower = RANK_OFFSET - np.log(np.arange(1, 11))
+    probability = special.ndtr((upper - mean) / sd) - special.ndtr((lower - mean) / sd)
+    return float(GAINS @ probability)
+
+
+def true_differences(structure: Structure, shift: float) -> np.ndarray:
+    """Each dataset's expected difference when the system's latent ability is ``shift`` higher."""
+    sd = structure.total_sd
+    return np.array([expected_score(m + shift, sd) - expected_score(m, sd) for m in DATASET_MEANS])
+
+
+def simulate(
+    structure: Structure, runs: tuple[int, int], shift: float, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One comparison: per dataset, the system's and the baseline's ``(runs, queries)`` scores."""
+    system, baseline = [], []
+    run_shift = [rng.normal(0, structure.run, size=(r, 1)) for r in runs]  # the same on every dataset
+    for n, mean in zip(DATASET_QUERIES, DATASET_MEANS, strict=True):
+        ability = rng.normal(mean, QUERY_SD, size=n)
+        for side, (r, offset, out) in enumerate(zip(runs, (shift, 0.0), (system, baseline), strict=True)):
+            z = (
+                ability
+                + offset
+                + run_shift[side]
+                + rng.normal(0, structure.run_dataset, size=(r, 1))
+                + rng.normal(0, structure.interaction, size=n)
+                + rng.normal(0, structure.noise, size=(r, n))
+            )
+            out.append(scores(z))
+    return system, baseline
+
+
+def compare_rows(system, baseline, permutations: int, rng: np.random.Generator, old: bool = False):
+    """(significant, ci, mdd) per row, dataset rows then the mean row, as `bidir compare` computes them.
+
+    ``old``: the superseded test instead, the sign-flip test on run-averaged per-query scores (no mdd).
+    """
+    out = []
+    strata = [[k] for k in range(len(system))] + [list(range(len(system)))]
+    for row in strata:
+        s, b = [system[k] for k in row], [baseline[k] for k in row]
+        if old:
+            diffs = [x.mean(axis=0) - y.mean(axis=0) for x, y in zip(s, b, strict=True)]
+            test = sign_flip_test(diffs, permutations, rng)
+            out.append((test.significant, test.ci, math.nan))
+        else:
+            d = compare_runs(s, b, permutations=permutations, rng=rng, target_diff=0.01)
+            out.append((d.significant, d.ci, d.mdd))
+    return out
+
+
+@dataclass
+class Outcome:
+    """Per row (dataset rows, then the mean row): the calibration's measurements."""
+
+    fpr: np.ndarray  # share of null comparisons called significant
+    fpr_old: np.ndarray  # the same for the superseded test, on the same comparisons
+    mdd: np.ndarray  # median reported minimum detectable difference under the null
+    shift: float  # the mean row's true difference in the shifted comparisons: 2.80 true standard errors
+    coverage: np.ndarray  # share of intervals holding the true difference, under the shift
+    power: np.ndarray  # share of shifted comparisons called significant
+
+
+def calibrate(structure: Structure, runs: tuple[int, int], replicates: int, permutations: int, seed: int) -> Outcome:
+    """Null comparisons, then comparisons shifted by the mean row's oracle MDD, ``replicates`` of each.
+
+    The oracle MDD is the difference a test that knew the true standard error (measured here as the
+    spread of the mean row's difference over the null comparisons) detects with 80% power:
+    ``(z(0.975) + z(0.8)) * se = 2.80 se``.
+    """
+    rng = np.random.default_rng([seed, STRUCTURES.index(structure), runs[0], runs[1]])
+    rows = len(DATASET_QUERIES) + 1
+    null, null_old = np.zeros(rows), np.zeros(rows)
+    mdds = np.empty((replicates, rows))
+    estimates = np.empty(replicates)  # the mean row's difference
+    for i in range(replicates):
+        system, baseline = simulate(structure, runs, 0.0, rng)
+        results = compare_rows(system, baseline, permutations, rng)
+        null += [significant for significant, _, _ in results]
+        mdds[i] = [mdd for _, _, mdd in results]
+        estimates[i] = np.mean([s.mean() - b.mean() for s, b in zip(system, baseline, strict=True)])
+        null_old += [significant for significant, _, _ in compare_rows(system, baseline, permutations, rng, old=True)]
+
+    oracle = float(special.ndtri(1 - ALPHA / 2) + special.ndtri(POWER)) * float(np.std(estimates, ddof=1))
+    shift = optimize.brentq(lambda t: true_differences(structure, t).mean() - oracle, -3, 3)
+    truth = true_differences(structure, shift)
+    truth = np.append(truth, truth.mean())
+    covered, rejected = np.zeros(rows), np.zeros(rows)
+    for _ in range(replicates):
+        results = compare_rows(*simulate(structure, runs, shift, rng), permutations, rng)
+        covered += [low <= t <= high for (_, (low, high), _), t in zip(results, truth, strict=True)]
+        rejected += [significant for significant, _, _ in results]
+    return Outcome(
+        null / replicates,
+        null_old / replicates,
+        np.median(mdds, axis=0),
+        float(truth[-1]),
+        covered / replicates,
+        rejected / replicates,
+    )
+
+
+def table(outcomes: dict[tuple[str, tuple[int, int]], Outcome]) -> str:
+    """The markdown table: a line per structure and design; each cell dataset rows / 30-query row / mean row."""
+    smallest = int(np.argmin(DATASET_QUERIES))
+
+    def three(x: np.ndarray) -> str:
+        return f"{x[:-1].mean():.3f} / {x[smallest]:.3f} / {x[-1]:.3f}"
+
+    lines = [
+        "| variance structure | runs | FPR | coverage | power | shift (oracle MDD) | reported MDD | FPR, superseded test |",
+        "|---|---|---|---|---|---:|---:|---|",
+    ]
+    for (name, runs), o in outcomes.items():
+        lines.append(
+            f"| {name} | {runs[0]} vs {runs[1]} | {three(o.fpr)} | {three(o.coverage)} | {three(o.power)} "
+            f"| {o.shift:.4f} | {o.mdd[-1]:.4f} | {three(o.fpr_old)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--replicates", type=int, default=2000, help="null (and shifted) comparisons per line")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--permutations", type=int, default=2000, help="sign assignments of the 1 vs 1 test")
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    outcomes = {}
+    for structure in STRUCTURES:
+        for runs in DESIGNS:
+            if runs == (1, 1) and not structure.single_run:
+                continue
+            outcomes[(structure.name, runs)] = calibrate(structure, runs, args.replicates, args.permutations, args.seed)
+            elapsed = time.perf_counter() - start
+            print(f"calibrate_stats: {structure.name}, {runs[0]} vs {runs[1]}: {elapsed:.0f} s", file=sys.stderr)
+    sys.stdout.write(table(outcomes))
+    print(
+        f"\n{args.replicates:,} null and {args.replicates:,} shifted comparisons per line, alpha {ALPHA}, "
+        f"seed {args.seed}, {args.permutations:,} sign assignments (1 vs 1); {time.perf_counter() - start:.0f} s.",
+    )
+
+
+if __name__ == "__main__":
+    main()
