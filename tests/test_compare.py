@@ -325,7 +325,9 @@ def test_cli_compare_imports_no_heavy_library(tmp_path):
     assert "Nano12" in result.stdout
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "bidir_cli.compare" in imported  # the import log is read correctly
-    heavy = {"torch", "sentence_transformers", "transformers", "datasets", "matplotlib", "scipy", "pandas"}
+    # scipy.special (the t distributions, 0.4 s) is allowed; scipy.stats and scipy.optimize take a second more.
+    heavy = {"torch", "sentence_transformers", "transformers", "datasets", "matplotlib", "pandas"}
+    heavy |= {"scipy.stats", "scipy.optimize"}
     assert imported & heavy == set()
 
 
