@@ -145,7 +145,7 @@ def compare(
     permutations: Annotated[
         int, typer.Option("--permutations", min=100, help="Randomization-test permutations.")
     ] = 10000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the randomization test and bootstrap.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the randomization test.")] = 0,
     truncate_dim: Annotated[
         int | None,
         typer.Option("--truncate-dim", min=1, help="Read a run's results at this truncation (default: full)."),
@@ -160,8 +160,16 @@ def compare(
             "--mixed-settings", help="Compare results evaluated under different settings (listed in the table)."
         ),
     ] = False,
+    target_diff: Annotated[
+        float,
+        typer.Option("--target-diff", help="The difference that 'runs needed' (per side, for 80% power) is for."),
+    ] = 0.01,
 ) -> None:
-    """Compare runs: a table per dataset with paired significance tests against the baseline."""
+    """Compare runs: per dataset and for the mean, each column against the baseline with a test and its interval.
+
+    Groups of several runs are tested at the run level (run-to-run variation and query sampling);
+    a single run on a side gets the paired per-query test (query sampling only).
+    """
 
     def body() -> None:
         from .compare import compare_command
@@ -178,6 +186,7 @@ def compare(
             seed=seed,
             settings={"truncate_dim": truncate_dim, "precision": precision, "backend": backend},
             mixed_settings=mixed_settings,
+            target_diff=target_diff,
         )
 
     run_command(body)

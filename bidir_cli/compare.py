@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from .comparison import ALPHA, LEVEL, MEAN, Cell, Column, Comparison, Difference, Source
+from .comparison import ALPHA, MEAN, POWER, TARGET_DIFF, Cell, Column, Comparison, Difference, Source
 from .errors import InputError
 from .meta_rows import meta_rows
 from .results import DEFAULT_SETTINGS, NUMBER_SETTINGS, EvalResult
 from .runs import RunDir
-from .stats import bootstrap_ci, holm, seed_mean_std, sign_flip_test
+from .stats import compare_runs, holm, seed_mean_std
 
 
 def compare_command(
@@ -37,6 +37,7 @@ def compare_command(
     seed: int,
     settings: dict[str, Any] | None = None,
     mixed_settings: bool = False,
+    target_diff: float = TARGET_DIFF,
 ) -> Comparison:
     """Load the inputs, compare them, print the result to stdout and notes to stderr."""
     from . import report
@@ -45,9 +46,17 @@ def compare_command(
         raise InputError(f"--format: unknown format {fmt!r} (choose from {', '.join(report.FORMATS)})")
     if plot is not None and plot.suffix.lower() != ".png":
         raise InputError(f"--plot: {plot} should end in .png (the plot is saved as a PNG image)")
+    if not target_diff > 0:
+        raise InputError(f"--target-diff: {target_diff} should be a positive difference in {metric}")
     columns = load_columns(inputs, groups, suite, settings)
     comparison = build_comparison(
-        columns, baseline=baseline, metric=metric, permutations=permutations, seed=seed, mixed_settings=mixed_settings
+        columns,
+        baseline=baseline,
+        metric=metric,
+        permutations=permutations,
+        seed=seed,
+        mixed_settings=mixed_settings,
+        target_diff=target_diff,
     )
     for note in comparison.notes:
         print(f"bidir: note: {note}", file=sys.stderr)
@@ -231,6 +240,7 @@ def build_comparison(
     permutations: int,
     seed: int,
     mixed_settings: bool = False,
+    target_diff: float = TARGET_DIFF,
 ) -> Comparison:
     """Cells, differences from the baseline with their tests, and meta rows, for loaded columns.
 
@@ -276,27 +286,12 @@ def build_comparison(
 
     differences: dict[str, dict[str, Difference]] = {row: {} for row in cells}
     for i, name in enumerate(names):
-        if name == baseline:
-            continue
-        system, base = scores[name], scores[baseline]
-        for j, row in enumerate([*datasets, MEAN]):
-            strata = datasets if row == MEAN else [row]
-            rng = np.random.default_rng([seed, i, j])
-            # The test pairs per-query scores averaged over seeds; the interval also resamples seeds.
-            diffs = [system[d].mean(axis=0) - base[d].mean(axis=0) for d in strata]
-            test = sign_flip_test(diffs, permutations, rng)
-            ci = bootstrap_ci([system[d] for d in strata], [base[d] for d in strata], permutations, rng, LEVEL)
-            differences[row][name] = Difference(
-                diff=float(np.mean([d.mean() for d in diffs])),
-                ci=ci,
-                p=test.p,
-                exact=test.exact,
-                significant=test.p <= ALPHA,
+        if name != baseline:
+            found = column_differences(
+                scores[name], scores[baseline], permutations=permutations, seed=[seed, i], target_diff=target_diff
             )
-        adjusted, rejected = holm([differences[d][name].p for d in datasets], ALPHA)
-        for dataset, p_holm, reject in zip(datasets, adjusted, rejected, strict=True):
-            differences[dataset][name].p_holm = float(p_holm)
-            differences[dataset][name].holm_significant = bool(reject)
+            for row, difference in found.items():
+                differences[row][name] = difference
 
     queries = {d: scores[baseline][d].shape[1] for d in datasets}
     for column in columns:
@@ -317,6 +312,7 @@ def build_comparison(
         left_out=left_out,
         permutations=permutations,
         seed=seed,
+        target_diff=target_diff,
         notes=notes,
     )
 
@@ -340,6 +336,70 @@ def check_same_settings(columns: list[Column], allowed: bool) -> None:
             f"the results were evaluated under different settings ({described}); their numbers are not "
             "comparable: pass --mixed-settings to compare them anyway (the table then lists the differences)"
         )
+
+
+def column_differences(
+    system: dict[str, np.ndarray],
+    baseline: dict[str, np.ndarray],
+    *,
+    permutations: int,
+    seed: list[int],
+    target_diff: float = TARGET_DIFF,
+) -> dict[str, Difference]:
+    """One column against the baseline: a difference per dataset, then the mean row, then Holm across datasets.
+
+    Args:
+        system: The column's per-query scores, dataset -> ``(runs, queries)`` array.
+        baseline: The baseline's, the same datasets and queries.
+        permutations: Sign assignments of the sign-flip test (one run on a side).
+        seed: The column's seed; row j draws from ``np.random.default_rng([*seed, j])``.
+        target_diff: The difference that the runs needed are for.
+
+    The tests and power lines are :func:`bidir_cli.stats.compare_runs`'; the mean row's is stratified
+    over all the datasets, each weighing the same. scripts/calibrate_stats.py calls this function.
+    """
+    datasets = list(system)
+    out = {}
+    for j, row in enumerate([*datasets, MEAN]):
+        strata = datasets if row == MEAN else [row]
+        test = compare_runs(
+            [system[d] for d in strata],
+            [baseline[d] for d in strata],
+            permutations=permutations,
+            rng=np.random.default_rng([*seed, j]),
+            target_diff=target_diff,
+            alpha=ALPHA,
+            power=POWER,
+        )
+        c = test.components
+        out[row] = Difference(
+            diff=test.diff,
+            ci=test.ci,
+            p=test.p,
+            significant=test.significant,
+            test=test.test,
+            se=test.se,
+            df=test.df,
+            exact=test.exact,
+            mdd=test.mdd,
+            runs_needed=test.runs_needed.runs,
+            runs_needed_text=test.runs_needed.text,
+            components=None
+            if c is None
+            else {
+                "runs": list(c.runs),
+                "between_runs": list(c.between_runs),
+                "run_shift": list(c.run_shift),
+                "query_noise": list(c.query_noise),
+                "interaction": c.interaction,
+                "interaction_df": c.interaction_df,
+            },
+        )
+    adjusted, rejected = holm([out[d].p for d in datasets], ALPHA)
+    for dataset, p_holm, reject in zip(datasets, adjusted, rejected, strict=True):
+        out[dataset].p_holm = float(p_holm)
+        out[dataset].holm_significant = bool(reject)
+    return out
 
 
 def _cell(per_seed: np.ndarray) -> Cell:

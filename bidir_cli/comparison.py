@@ -14,8 +14,19 @@ from .results import EvalResult
 from .runs import RunMeta
 
 MEAN = "mean"
-ALPHA = 0.05  # significance level of every test, and the family-wise level of Holm's correction
-LEVEL = 0.95  # coverage of the bootstrap intervals
+ALPHA = 0.05  # level of every test (its interval covers 1 - ALPHA), and the family-wise level of Holm's correction
+POWER = 0.8  # the power that the minimum detectable difference and the runs needed are for
+TARGET_DIFF = 0.01  # the difference the runs needed are for, unless --target-diff says otherwise
+
+# The tests a difference can come from: name -> (what to call it, its unit of replication, what its error covers).
+TESTS = {
+    "run_t": ("run-level t test", "training run", "run-to-run variation and query sampling"),
+    "sign_flip": (
+        "paired sign-flip test",
+        "query",
+        "query sampling only (one run on a side: run-to-run variation unknown)",
+    ),
+}
 
 
 @dataclass
@@ -51,19 +62,39 @@ class Cell:
 
 @dataclass
 class Difference:
-    """A column minus the baseline in one row, with its significance.
+    """A column minus the baseline in one row: its test, the test's dual interval, and the power line.
 
-    ``p_holm`` and ``holm_significant`` are None in the mean row, which is one test on its own,
-    not a member of the family of per-dataset tests.
+    ``test`` is a key of :data:`TESTS`: ``run_t`` when both columns hold several runs, ``sign_flip``
+    when one holds a single run. ``significant`` is ``p <= alpha``, and holds exactly when ``ci``
+    excludes 0. ``mdd`` is the smallest true difference detected with :data:`POWER` power;
+    ``runs_needed`` the runs per side for that power at the target difference (None, with the reason
+    in ``runs_needed_text``: ``>N``, ``not reachable`` or ``unknown``). ``components`` are the
+    run-level test's variance components. ``p_holm`` and ``holm_significant`` are None in the mean
+    row, which is one test on its own, not a member of the family of per-dataset tests.
     """
 
     diff: float
     ci: tuple[float, float]
     p: float
-    exact: bool
     significant: bool
+    test: str
+    se: float
+    df: float | None
+    exact: bool
+    mdd: float
+    runs_needed: int | None
+    runs_needed_text: str
+    components: dict[str, Any] | None = None
     p_holm: float | None = None
     holm_significant: bool | None = None
+
+    @property
+    def unit(self) -> str:
+        return TESTS[self.test][1]
+
+    @property
+    def covers(self) -> str:
+        return TESTS[self.test][2]
 
 
 @dataclass
@@ -94,9 +125,15 @@ class Comparison:
     left_out: dict[str, list[str]]  # dataset -> the results files that lack it
     permutations: int
     seed: int
+    target_diff: float = TARGET_DIFF
     alpha: float = ALPHA
-    level: float = LEVEL
+    power: float = POWER
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def level(self) -> float:
+        """The coverage of every interval: each is its test's dual at level ``alpha``."""
+        return 1 - self.alpha
 
     @property
     def rows(self) -> list[str]:

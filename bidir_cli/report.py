@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .comparison import MEAN
+from .comparison import MEAN, TESTS
 from .metrics import SHOWN_METRICS
 
 if TYPE_CHECKING:
@@ -96,7 +97,8 @@ def _grid(c: Comparison) -> tuple[list[tuple[str, str]], list[list[Row]]]:
     headers = [("dataset", "left"), ("queries", "right")]
     headers += [(col.name, "right") for col in c.columns]
     for name in c.others:
-        headers += [(f"Δ {name}", "right"), (f"{c.level:.0%} CI", "left"), ("p", "right")]
+        headers += [(f"Δ {name}", "right"), (f"{c.level:.0%} CI", "left"), ("p", "right"), ("MDD", "right")]
+        headers += [(f"runs for {c.target_diff:g}", "right")]
 
     def metric_row(row: str) -> Row:
         cells = c.cells[row]
@@ -113,11 +115,13 @@ def _grid(c: Comparison) -> tuple[list[tuple[str, str]], list[list[Row]]]:
                 (_signed(d.diff) + (f" {marks}" if marks else ""), False),
                 (f"[{_signed(d.ci[0])}, {_signed(d.ci[1])}]", False),
                 (_p(d.p), False),
+                (_value(d.mdd), False),
+                (d.runs_needed_text, False),
             ]
         return out
 
     def meta_row(row: MetaRow) -> Row:
-        blanks = [("", False)] * (3 * len(c.others))
+        blanks = [("", False)] * (5 * len(c.others))
         return [
             (row.name, False),
             ("", False),
@@ -130,23 +134,33 @@ def _grid(c: Comparison) -> tuple[list[tuple[str, str]], list[list[Row]]]:
 
 
 def legend(c: Comparison) -> list[str]:
-    """What the numbers and marks mean, one sentence a line."""
+    """What the numbers and marks mean, one sentence a line; for each compared column, the test it got."""
     groups = [col for col in c.columns if col.group]
     lines = [f"{c.metric}, the mean over each dataset's queries; the mean row weighs every dataset equally."]
     if groups:
         sizes = ", ".join(f"{col.name}: {len(col.sources)} runs" for col in groups)
-        lines.append(f"Groups ({sizes}) show the mean ± standard deviation over their seeds.")
-    if c.others:
-        resampled = "seeds, then queries" if groups else "queries"
-        lines += [
-            f"Δ: column minus the baseline ({c.baseline}); {c.level:.0%} CI: percentile bootstrap of Δ "
-            f"({c.permutations:,} resamples of {resampled}).",
-            f"p: two-sided paired randomization test on per-query scores{' averaged over seeds' if groups else ''} "
-            f"({c.permutations:,} random sign flips, or all of them when there are fewer); "
-            "the mean row's test and interval are stratified by dataset.",
-            f"{SIGNIFICANT} p ≤ {c.alpha:g}; {HOLM} also significant after Holm's correction across the "
-            f"{len(c.datasets)} datasets.",
-        ]
+        lines.append(f"Groups ({sizes}) show the mean ± standard deviation over their runs.")
+    if not c.others:
+        return lines
+    runs = {col.name: len(col.sources) for col in c.columns}
+    for name in c.others:
+        test = c.differences[MEAN][name].test
+        title, unit, covers = TESTS[test]
+        how = (
+            f"{runs[name]} vs {runs[c.baseline]} runs, Satterthwaite degrees of freedom"
+            if test == "run_t"
+            else f"{c.permutations:,} random sign flips, or all of them when there are fewer"
+        )
+        lines.append(f"Δ {name}: {name} minus {c.baseline}, {title} (unit: the {unit}; {how}); it covers {covers}.")
+    lines += [
+        f"{c.level:.0%} CI: the differences the test does not reject, so it excludes 0 exactly when p ≤ {c.alpha:g}; "
+        "the mean row's test is stratified by dataset.",
+        f"MDD: the smallest true difference detected with {c.power:.0%} power (two-sided, α {c.alpha:g}), over what the "
+        f"test covers; runs for {c.target_diff:g}: runs per side for {c.power:.0%} power at a difference of "
+        f"{c.target_diff:g} (not reachable: query sampling alone is too wide; unknown: one run on a side).",
+        f"{SIGNIFICANT} p ≤ {c.alpha:g}; {HOLM} also significant after Holm's correction across the "
+        f"{len(c.datasets)} datasets.",
+    ]
     return lines
 
 
@@ -200,10 +214,11 @@ def render_markdown(c: Comparison) -> str:
 def render_csv(c: Comparison) -> str:
     """One line per (row, column) of the metric rows, every number at full precision.
 
-    The baseline's difference fields, and the mean row's Holm fields, are empty.
+    The baseline's difference fields, and the mean row's Holm fields, are empty; so is ``df`` for the
+    sign-flip test. ``runs_needed`` is a number, ``>N``, ``not reachable`` or ``unknown``.
     """
     header = ["row", "column", "queries", "value", "std", "seeds", "diff", "ci_low", "ci_high", "p", "p_exact"]
-    header += ["p_holm", "significant", "holm_significant"]
+    header += ["p_holm", "significant", "holm_significant", "test", "unit", "se", "df", "mdd", "runs_needed"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -214,52 +229,76 @@ def render_csv(c: Comparison) -> str:
             d = c.differences[row].get(col.name)
             if d is not None:
                 line += [d.diff, d.ci[0], d.ci[1], d.p, d.exact, d.p_holm, d.significant, d.holm_significant]
+                line += [d.test, d.unit, d.se, d.df, d.mdd, d.runs_needed_text]
             line += [None] * (len(header) - len(line))
             writer.writerow(["" if v is None else v for v in line])
     return out.getvalue()
 
 
 def comparison_dict(c: Comparison) -> dict[str, Any]:
-    """Every number of the comparison as plain JSON types."""
-    return {
-        "metric": c.metric,
-        "baseline": c.baseline,
-        "alpha": c.alpha,
-        "level": c.level,
-        "permutations": c.permutations,
-        "bootstrap_resamples": c.permutations,
-        "seed": c.seed,
-        "columns": [
-            {"name": col.name, "group": col.group, "runs": [str(s.path) for s in col.sources]} for col in c.columns
-        ],
-        "datasets": c.datasets,
-        "left_out": c.left_out,
-        "rows": [
-            {
-                "name": row,
-                "queries": c.queries[row],
-                "cells": {
-                    name: {"value": cell.value, "std": cell.std, "seeds": cell.seeds}
-                    for name, cell in c.cells[row].items()
-                },
-                "differences": {
-                    name: {
-                        "diff": d.diff,
-                        "ci_low": d.ci[0],
-                        "ci_high": d.ci[1],
-                        "p": d.p,
-                        "p_exact": d.exact,
-                        "significant": d.significant,
-                        "p_holm": d.p_holm,
-                        "holm_significant": d.holm_significant,
-                    }
-                    for name, d in c.differences[row].items()
-                },
-            }
-            for row in c.rows
-        ],
-        "meta_rows": [{"name": r.name, "kind": r.kind, "values": r.values} for r in c.meta_rows],
-    }
+    """Every number of the comparison as plain JSON types (an infinite one, such as an open interval end, as null)."""
+    return _finite(
+        {
+            "metric": c.metric,
+            "baseline": c.baseline,
+            "alpha": c.alpha,
+            "level": c.level,
+            "power": c.power,
+            "target_diff": c.target_diff,
+            "permutations": c.permutations,
+            "seed": c.seed,
+            "columns": [
+                {"name": col.name, "group": col.group, "runs": [str(s.path) for s in col.sources]} for col in c.columns
+            ],
+            "datasets": c.datasets,
+            "left_out": c.left_out,
+            "rows": [
+                {
+                    "name": row,
+                    "queries": c.queries[row],
+                    "cells": {
+                        name: {"value": cell.value, "std": cell.std, "seeds": cell.seeds}
+                        for name, cell in c.cells[row].items()
+                    },
+                    "differences": {
+                        name: {
+                            "diff": d.diff,
+                            "ci_low": d.ci[0],
+                            "ci_high": d.ci[1],
+                            "p": d.p,
+                            "p_exact": d.exact,
+                            "significant": d.significant,
+                            "p_holm": d.p_holm,
+                            "holm_significant": d.holm_significant,
+                            "test": d.test,
+                            "unit": d.unit,
+                            "covers": d.covers,
+                            "se": d.se,
+                            "df": d.df,
+                            "mdd": d.mdd,
+                            "runs_needed": d.runs_needed,
+                            "runs_needed_text": d.runs_needed_text,
+                            "variance_components": d.components,
+                        }
+                        for name, d in c.differences[row].items()
+                    },
+                }
+                for row in c.rows
+            ],
+            "meta_rows": [{"name": r.name, "kind": r.kind, "values": r.values} for r in c.meta_rows],
+        }
+    )
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every infinite or NaN float, however deep, replaced by None (JSON has no infinity)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def render_json(c: Comparison) -> str:
@@ -270,8 +309,8 @@ def save_plot(c: Comparison, path: Path) -> tuple[int, int]:
     """Save a grouped bar chart as a PNG of :data:`PLOT_SIZE_PX` pixels; return its size.
 
     Top: each column's value per dataset and for the mean (whiskers: std over seeds, for groups).
-    Bottom, when there is a baseline to compare with: each difference from it with its bootstrap
-    interval, marked as in the table. The paired interval is the one to read: intervals of the
+    Bottom, when there is a baseline to compare with: each difference from it with its test's
+    interval (an open end is not drawn), marked as in the table. The paired interval is the one to read: intervals of the
     values themselves would overlap even where the paired difference is clear.
     """
     import numpy as np
@@ -306,11 +345,13 @@ def save_plot(c: Comparison, path: Path) -> tuple[int, int]:
             centre = x + (k - (len(c.others) - 1) / 2) * width
             values = np.array([d.diff for d in diffs])
             errors = np.array([[d.diff - d.ci[0] for d in diffs], [d.ci[1] - d.diff for d in diffs]])
+            errors[~np.isfinite(errors)] = 0.0
             axes[1].bar(centre, values, width, yerr=errors, capsize=2, color=color, label=f"{name} − {c.baseline}")
             for xi, d, row in zip(centre, diffs, rows, strict=True):
                 marks = _marks(c, row, name)
                 if marks:
-                    axes[1].annotate(marks, (xi, d.ci[1]), ha="center", va="bottom", fontsize="small")
+                    top = d.ci[1] if math.isfinite(d.ci[1]) else d.diff
+                    axes[1].annotate(marks, (xi, top), ha="center", va="bottom", fontsize="small")
         axes[1].axhline(0, color="black", linewidth=0.8)
         axes[1].set_ylabel(f"Δ {c.metric} ({c.level:.0%} CI)")
         axes[1].legend(fontsize="small")

@@ -3,17 +3,22 @@
     python scripts/calibrate_stats.py [--replicates 2000] [--seed 0] [--permutations 2000]
 
 Simulates comparisons of two configurations on six datasets of 30-300 queries with nDCG@10-like
-per-query scores (in [0, 1], discrete, many ties and zeros) and passes the in-memory scores to the
-code `bidir compare` runs for its rows. Prints one markdown table: per variance structure and
-design, for the dataset rows (all six, and the 30-query one alone) and the mean row,
+per-query scores (in [0, 1], discrete, many ties and zeros) and passes the in-memory scores to
+bidir_cli.compare.column_differences, the function `bidir compare` computes a column's rows with
+(tests, intervals, power lines, Holm's correction). Prints one markdown table, a line per variance
+structure and design; each cell reads dataset rows (all six together) / the 30-query dataset / the
+mean row:
 
-* FPR: the share of null comparisons (no true difference) that the test calls significant at
-  alpha 0.05 (should be 0.03-0.07);
-* coverage: the share of 95% intervals that hold the true difference when there is one
-  (should be 0.93-0.97);
-* power: the share of those comparisons called significant; the shift is the mean row's median
-  minimum detectable difference (MDD) under the null, so the mean row's power should be near the
-  0.8 that the MDD promises.
+* FPR: the share of null comparisons (no true difference) called significant at alpha 0.05
+  (should be 0.03-0.07);
+* coverage: the share of 95% intervals that hold the true difference under a shift (0.93-0.97);
+* power: the share of the shifted comparisons called significant. The shift is the mean row's
+  oracle MDD: 2.80 times the true standard error of the mean row's difference (measured as its
+  spread over the null comparisons), the difference a test that knew the variance would find 80%
+  of the time; a test that must estimate the variance from 3 runs finds it less often. Next to it,
+  the median MDD that compare reported under the null;
+* the superseded test's FPR (the sign-flip test on run-averaged per-query scores) on the same
+  null comparisons.
 
 The model (latent scale): query i of dataset k under run r of configuration c has ability
 ``z = a_i + shift_c + run_cr + run_crk + interaction_ci + noise_cri``, with ``a_i ~ N(m_k, 1)``,
@@ -30,13 +35,6 @@ these) is the configurations' difference.
 
 from __future__ import annotations
 
-import os
-
-# Single-threaded BLAS: the matrices here are small, and on a busy machine threads only contend
-# (a sign-flip product took 10x longer with two threads than with one on the 2-core machine).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
 import argparse
 import math
 import sys
@@ -46,7 +44,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
-from bidir_cli.stats import ALPHA, POWER, compare_runs, sign_flip_test
+from bidir_cli.compare import column_differences
+from bidir_cli.comparison import ALPHA, MEAN, POWER
+from bidir_cli.stats import sign_flip_test
 
 DATASET_QUERIES = (30, 50, 100, 150, 200, 300)
 DATASET_MEANS = (-0.3, 0.2, -0.1, 0.3, 0.0, -0.2)  # each dataset's mean latent ability (its difficulty)
@@ -122,21 +122,24 @@ def simulate(
 
 
 def compare_rows(system, baseline, permutations: int, rng: np.random.Generator, old: bool = False):
-    """(significant, ci, mdd) per row, dataset rows then the mean row, as `bidir compare` computes them.
+    """(significant, ci, mdd) per row, dataset rows then the mean row, from the function `bidir compare` calls.
 
     ``old``: the superseded test instead, the sign-flip test on run-averaged per-query scores (no mdd).
     """
+    names = [f"dataset{k}" for k in range(len(system))]
+    if not old:
+        found = column_differences(
+            dict(zip(names, system, strict=True)),
+            dict(zip(names, baseline, strict=True)),
+            permutations=permutations,
+            seed=[int(rng.integers(2**32))],
+        )
+        return [(d.significant, d.ci, d.mdd) for d in (found[row] for row in [*names, MEAN])]
     out = []
-    strata = [[k] for k in range(len(system))] + [list(range(len(system)))]
-    for row in strata:
-        s, b = [system[k] for k in row], [baseline[k] for k in row]
-        if old:
-            diffs = [x.mean(axis=0) - y.mean(axis=0) for x, y in zip(s, b, strict=True)]
-            test = sign_flip_test(diffs, permutations, rng)
-            out.append((test.significant, test.ci, math.nan))
-        else:
-            d = compare_runs(s, b, permutations=permutations, rng=rng, target_diff=0.01)
-            out.append((d.significant, d.ci, d.mdd))
+    for row in [[k] for k in range(len(system))] + [list(range(len(system)))]:
+        diffs = [system[k].mean(axis=0) - baseline[k].mean(axis=0) for k in row]
+        test = sign_flip_test(diffs, permutations, rng)
+        out.append((test.significant, test.ci, math.nan))
     return out
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -258,13 +261,30 @@ def test_seed_groups_aggregate_by_hand(tmp_path, capsys):
         statistics.stdev([(bx + by) / 2 for bx, by in zip(b_x, b_y, strict=True)])
     )
     assert x["differences"]["b"]["diff"] == pytest.approx(statistics.mean(b_x) - statistics.mean(a_x))
-    # The test pairs seed-averaged queries: X's averaged differences 0.19, 0.2, 0.21, 0.22 are all
-    # positive, so of 16 sign flips only "all +" and "all -" are as extreme: p = 2/16.
-    assert x["differences"]["b"]["p"] == pytest.approx(2 / 16)
-    # Y's averaged differences are all -0.01: every flip with as many + as - is less extreme, p = 2/8.
-    assert y["differences"]["b"]["p"] == pytest.approx(2 / 8)
-    # The interval resamples seeds: it is wider than the spread of the seed-averaged differences alone.
-    assert x["differences"]["b"]["ci_high"] - x["differences"]["b"]["ci_low"] > 0.1
+    # Both columns hold several runs: the run-level t. By hand: Y's runs only shift (every query by the same
+    # amount), so its per-query differences are all equal and the test is Welch's t on the run means.
+    from scipy import stats
+
+    welch = stats.ttest_ind(b_y, [statistics.mean(base_y) + d for d in (0.0, 0.02)], equal_var=False)
+    assert (y["differences"]["b"]["test"], y["differences"]["b"]["unit"]) == ("run_t", "training run")
+    assert y["differences"]["b"]["df"] == pytest.approx(welch.df)
+    assert y["differences"]["b"]["p"] == pytest.approx(welch.pvalue)
+    assert [y["differences"]["b"]["ci_low"], y["differences"]["b"]["ci_high"]] == pytest.approx(
+        list(welch.confidence_interval(0.95))
+    )
+    # X's run-averaged differences 0.19, 0.20, 0.21, 0.22 vary by query: Welch's variance plus the interaction
+    # (no per-query run noise to subtract: every run shifts its queries alike), Satterthwaite's df.
+    interaction = statistics.variance([0.19, 0.20, 0.21, 0.22]) / 4
+    terms = [(statistics.variance(b_x) / 3, 2), (statistics.variance(a_x) / 2, 1), (interaction, 3)]
+    variance = sum(t for t, _ in terms)
+    df = variance**2 / sum(t * t / nu for t, nu in terms)
+    t = x["differences"]["b"]["diff"] / math.sqrt(variance)
+    assert x["differences"]["b"]["se"] == pytest.approx(math.sqrt(variance))
+    assert x["differences"]["b"]["df"] == pytest.approx(df)
+    assert x["differences"]["b"]["p"] == pytest.approx(2 * stats.t.sf(abs(t), df))
+    half = stats.t.ppf(0.975, df) * math.sqrt(variance)
+    assert x["differences"]["b"]["ci_high"] - x["differences"]["b"]["ci_low"] == pytest.approx(2 * half)
+    assert x["differences"]["b"]["variance_components"]["interaction"] == pytest.approx(interaction)
 
 
 def test_a_column_that_records_no_setting_does_not_make_it_a_difference(tmp_path):
@@ -375,3 +395,69 @@ def test_a_stored_aggregate_that_disagrees_with_the_per_query_scores_is_pointed_
         in result.stderr
     )
     assert "X,b,2,0.4," in result.stdout  # the table shows the per-query mean
+
+
+def write_groups(folder: Path, runs: int = 3, datasets: int = 6, shift: float = 0.0, seed: int = 0) -> list[str]:
+    """Two groups of runs (``a`` and ``b``, b better by ``shift``) on datasets of 50-300 nDCG-like queries."""
+    rng = np.random.default_rng(seed)
+    sizes = np.linspace(50, 300, datasets).astype(int)
+    difficulty = {f"Nano{k}": rng.uniform(0, 1, size=n) for k, n in enumerate(sizes)}
+    for name, gain in (("a", 0.0), ("b", shift)):
+        for r in range(runs):
+            run_shift = rng.normal(0, 0.01)
+            scores = {
+                dataset: np.clip(np.round(q + gain + run_shift + rng.normal(0, 0.1, size=q.size), 1), 0, 1)
+                for dataset, q in difficulty.items()
+            }
+            write_run(folder / f"{name}-seed{r}", scores, meta={"status": "completed", "seed": r})
+    return [f"a={folder}/a-seed*", f"b={folder}/b-seed*"]
+
+
+def test_groups_of_three_runs_on_six_datasets_answer_in_under_5_seconds_with_the_run_level_test(tmp_path):
+    groups = write_groups(tmp_path, shift=0.05)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    outputs = {}
+    for fmt in ("table", "markdown", "csv", "json"):
+        start = time.perf_counter()
+        command = [sys.executable, "-m", "bidir_cli.cli", "compare", "--format", fmt, *(f"--group={g}" for g in groups)]
+        outputs[fmt] = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+        assert time.perf_counter() - start < 5.0
+    # Every format shows the test used, the interval, the minimum detectable difference and the runs needed.
+    for fmt in ("table", "markdown"):
+        assert "run-level t test (unit: the training run; 3 vs 3 runs" in outputs[fmt].replace("\n", " ")
+        assert "95% CI" in outputs[fmt] and "MDD" in outputs[fmt] and "runs for 0.01" in outputs[fmt]
+    lines = list(csv.DictReader(io.StringIO(outputs["csv"])))
+    b_lines = [line for line in lines if line["column"] == "b"]
+    assert len(b_lines) == 7 and all(line["test"] == "run_t" and line["unit"] == "training run" for line in b_lines)
+    assert all(line["ci_low"] and line["mdd"] and line["runs_needed"] and float(line["df"]) > 0 for line in b_lines)
+    out = json.loads(outputs["json"])
+    mean = row(out, MEAN)["differences"]["b"]
+    assert mean["test"] == "run_t" and mean["significant"] and mean["ci_low"] > 0
+    assert mean["mdd"] > 0 and mean["se"] > 0 and mean["variance_components"]["runs"] == [3, 3]
+    assert mean["runs_needed_text"] in {str(mean["runs_needed"]), ">100", "not reachable"}
+
+
+def test_marks_and_intervals_agree_in_every_row_and_column(tmp_path, capsys):
+    groups = write_groups(tmp_path, runs=2, shift=0.02, seed=1)
+    single = tmp_path / "a-seed0"  # one run of a, against the group a: it gets the sign-flip test
+    out = compare_json(capsys, [single], groups=groups, baseline="a")
+    tests = set()
+    for r in out["rows"]:
+        for d in r["differences"].values():
+            assert d["significant"] == (d["p"] <= 0.05) == (not d["ci_low"] <= 0 <= d["ci_high"])
+            tests.add(d["test"])
+    assert tests == {"sign_flip", "run_t"}
+    assert row(out, MEAN)["differences"]["a-seed0"]["test"] == "sign_flip"
+    assert row(out, MEAN)["differences"]["a-seed0"]["runs_needed_text"] == "unknown"
+    assert row(out, MEAN)["differences"]["b"]["test"] == "run_t"
+
+
+def test_target_diff_sets_the_runs_needed_and_must_be_positive(tmp_path, capsys):
+    groups = write_groups(tmp_path, shift=0.0, seed=2)
+    needed = {}
+    for target in (0.01, 0.05):
+        d = row(compare_json(capsys, [], groups=groups, target_diff=target), MEAN)["differences"]["b"]
+        needed[target] = d["runs_needed"] or 10**6
+    assert needed[0.05] <= needed[0.01] and needed[0.05] >= 2
+    result = cli(f"--group={groups[0]}", f"--group={groups[1]}", "--target-diff", "0")
+    assert result.exit_code == 2 and "--target-diff" in result.stderr

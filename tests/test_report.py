@@ -37,9 +37,15 @@ def hand_comparison(with_others: bool = True) -> Comparison:
         cells["NanoFEVER"]["gte"] = Cell(0.7971, 0.0012, [0.7960, 0.7971, 0.7982])
         cells["NanoNQ"]["gte"] = Cell(0.6400, 0.0031, [0.6369, 0.6400, 0.6431])
         cells[MEAN]["gte"] = Cell(0.71855, 0.0020, [0.71645, 0.71855, 0.72065])
-        differences["NanoFEVER"]["gte"] = Difference(-0.0058, (-0.02, 0.009), 0.41, False, False, 0.82, False)
-        differences["NanoNQ"]["gte"] = Difference(0.0064, (0.001, 0.012), 0.012, False, True, 0.024, True)
-        differences[MEAN]["gte"] = Difference(0.0003, (-0.005, 0.006), 0.9, False, False)
+        # One run on the baseline's side: the paired sign-flip test, whose runs needed are unknown.
+        flip = {"test": "sign_flip", "df": None, "exact": False, "runs_needed": None, "runs_needed_text": "unknown"}
+        differences["NanoFEVER"]["gte"] = Difference(
+            -0.0058, (-0.02, 0.009), 0.41, False, se=0.007, mdd=0.0196, p_holm=0.82, holm_significant=False, **flip
+        )
+        differences["NanoNQ"]["gte"] = Difference(
+            0.0064, (0.001, 0.012), 0.012, True, se=0.0028, mdd=0.00786, p_holm=0.024, holm_significant=True, **flip
+        )
+        differences[MEAN]["gte"] = Difference(0.0003, (-0.005, 0.006), 0.9, False, se=0.0028, mdd=0.0079, **flip)
         meta_rows = [
             MetaRow("training wall time", "duration", {"base": [5400.0], "gte": [5300.0, 5500.0, 5600.0]}),
             MetaRow("peak memory", "bytes", {"base": [1.5 * 2**30], "gte": [None, None, None]}),
@@ -72,7 +78,7 @@ def test_markdown_is_one_table_with_bold_best_values_marks_and_a_legend():
     text = render_markdown(hand_comparison())
     table = markdown_table(text)
     header, separator, body = table[0], table[1], table[2:]
-    assert header == ["dataset", "queries", "base", "gte", "Δ gte", "95% CI", "p"]
+    assert header == ["dataset", "queries", "base", "gte", "Δ gte", "95% CI", "p", "MDD", "runs for 0.01"]
     assert all(re.fullmatch(r":?-{3,}:?", cell) for cell in separator)
     assert all(len(row) == len(header) for row in table)  # the "|" in a setting was escaped
     assert [row[0] for row in body] == [
@@ -90,9 +96,9 @@ def test_markdown_is_one_table_with_bold_best_values_marks_and_a_legend():
     assert nq[2:4] == ["0.6336", "**0.6400 ± 0.0031**"]
     assert mean[2:4] == ["0.7183", "**0.7186 ± 0.0020**"]
     # Differences: significant and surviving Holm (NQ), neither (FEVER); the mean row has no Holm mark.
-    assert nq[4:] == ["+0.0064 \\*†", "[+0.0010, +0.0120]", "0.012"]
-    assert fever[4:] == ["-0.0058", "[-0.0200, +0.0090]", "0.41"]
-    assert mean[4:] == ["+0.0003", "[-0.0050, +0.0060]", "0.9"]
+    assert nq[4:] == ["+0.0064 \\*†", "[+0.0010, +0.0120]", "0.012", "0.0079", "unknown"]
+    assert fever[4:] == ["-0.0058", "[-0.0200, +0.0090]", "0.41", "0.0196", "unknown"]
+    assert mean[4:] == ["+0.0003", "[-0.0050, +0.0060]", "0.9", "0.0079", "unknown"]
     # Meta rows: measurements in one unit with their spread over seeds, settings as distinct values, escaped.
     assert body[3][2:4] == ["1.50 h", "1.52 ± 0.04 h"]
     assert body[4][2:4] == ["1.50 GiB", "–"]
@@ -101,8 +107,30 @@ def test_markdown_is_one_table_with_bold_best_values_marks_and_a_legend():
     assert all(cell == "" for row in body[3:] for cell in row[4:])
     legend = text.split("\n\n", 1)[1].splitlines()
     assert legend[-1] == "- \\* p ≤ 0.05; † also significant after Holm's correction across the 2 datasets."
-    assert "Groups (gte: 3 runs) show the mean ± standard deviation over their seeds." in legend[1]
-    assert "10,000 resamples of seeds, then queries" in text
+    assert "Groups (gte: 3 runs) show the mean ± standard deviation over their runs." in legend[1]
+    # The test each column got, its unit and what it covers; one notion of significance; the power line.
+    assert legend[2] == (
+        "- Δ gte: gte minus base, paired sign-flip test (unit: the query; 10,000 random sign flips, or all of them "
+        "when there are fewer); it covers query sampling only (one run on a side: run-to-run variation unknown)."
+    )
+    assert "it excludes 0 exactly when p ≤ 0.05" in legend[3]
+    assert legend[4].startswith("- MDD: the smallest true difference detected with 80% power")
+    assert "runs per side for 80% power at a difference of 0.01" in legend[4]
+    assert "bootstrap" not in text and "holds zero" not in text
+
+
+def test_legend_names_the_run_level_test_when_both_columns_hold_runs():
+    c = hand_comparison()
+    c.columns[0] = Column("base", [source("base-seed0"), source("base-seed1")], group=True)
+    for row in c.rows:
+        d = c.differences[row]["gte"]
+        d.test, d.df, d.runs_needed, d.runs_needed_text = "run_t", 3.2, 7, "7"
+    text = render_markdown(c)
+    assert (
+        "- Δ gte: gte minus base, run-level t test (unit: the training run; 3 vs 2 runs, Satterthwaite degrees of "
+        "freedom); it covers run-to-run variation and query sampling.\n"
+    ) in text
+    assert markdown_table(text)[3][-1] == "7"
 
 
 def test_markdown_of_a_single_column_has_no_difference_columns():
@@ -133,6 +161,13 @@ def test_csv_has_one_line_per_row_and_column_at_full_precision():
     assert (float(nq_gte["diff"]), float(nq_gte["ci_low"]), float(nq_gte["ci_high"])) == (0.0064, 0.001, 0.012)
     assert (float(nq_gte["p"]), float(nq_gte["p_holm"])) == (0.012, 0.024)
     assert (nq_gte["significant"], nq_gte["holm_significant"], nq_gte["p_exact"]) == ("True", "True", "False")
+    assert (nq_gte["test"], nq_gte["unit"], nq_gte["df"], nq_gte["runs_needed"]) == (
+        "sign_flip",
+        "query",
+        "",
+        "unknown",
+    )
+    assert (float(nq_gte["se"]), float(nq_gte["mdd"])) == (0.0028, 0.00786)
     assert lines[0]["diff"] == lines[0]["p"] == lines[0]["std"] == ""  # the baseline
     assert lines[5]["p_holm"] == lines[5]["holm_significant"] == ""  # the mean row is not in Holm's family
 
@@ -140,6 +175,7 @@ def test_csv_has_one_line_per_row_and_column_at_full_precision():
 def test_json_holds_every_number():
     out = json.loads(render_json(hand_comparison()))
     assert (out["metric"], out["baseline"], out["alpha"], out["permutations"]) == ("ndcg@10", "base", 0.05, 10_000)
+    assert (out["level"], out["power"], out["target_diff"]) == (0.95, 0.8, 0.01)
     assert [c["runs"] for c in out["columns"]][1] == [f"runs/gte-seed{i}/eval/nanobeir.json" for i in range(3)]
     nq = out["rows"][1]
     assert nq["name"] == "NanoNQ" and nq["queries"] == 50
@@ -153,12 +189,29 @@ def test_json_holds_every_number():
         "significant": True,
         "p_holm": 0.024,
         "holm_significant": True,
+        "test": "sign_flip",
+        "unit": "query",
+        "covers": "query sampling only (one run on a side: run-to-run variation unknown)",
+        "se": 0.0028,
+        "df": None,
+        "mdd": 0.00786,
+        "runs_needed": None,
+        "runs_needed_text": "unknown",
+        "variance_components": None,
     }
+
     assert out["meta_rows"][0] == {
         "name": "training wall time",
         "kind": "duration",
         "values": {"base": [5400.0], "gte": [5300.0, 5500.0, 5600.0]},
     }
+
+
+def test_json_writes_an_open_interval_end_as_null():
+    c = hand_comparison()
+    c.differences["NanoNQ"]["gte"].ci = (float("-inf"), float("inf"))  # too few queries to reject anything
+    nq = json.loads(render_json(c))["rows"][1]["differences"]["gte"]
+    assert (nq["ci_low"], nq["ci_high"]) == (None, None)
 
 
 @pytest.mark.parametrize("with_others", [True, False])

@@ -12,7 +12,6 @@ import pytest
 
 from bidir_cli.stats import (
     VarianceComponents,
-    bootstrap_ci,
     compare_runs,
     detectable_difference,
     holm,
@@ -92,62 +91,6 @@ def test_sign_flip_p_is_reproducible_from_the_seed():
     diffs = [np.random.default_rng(2).normal(0.01, 0.1, size=40)]
     p = [sign_flip_test(diffs, 2_000, np.random.default_rng(seed)).p for seed in (7, 7, 8)]
     assert p[0] == p[1] != p[2]
-
-
-def test_bootstrap_ci_width_matches_the_standard_error_and_shrinks_with_queries():
-    rng = np.random.default_rng(0)
-    widths = []
-    for n in (100, 400):
-        diffs = rng.normal(0.02, 0.1, size=n)
-        low, high = bootstrap_ci([diffs[None, :]], [np.zeros((1, n))], 20_000, np.random.default_rng(1))
-        # The bootstrap standard error of a mean is the population deviation over sqrt(n).
-        se = np.std(diffs) / math.sqrt(n)
-        assert high - low == pytest.approx(2 * 1.96 * se, rel=0.05)
-        assert low < diffs.mean() < high
-        widths.append(high - low)
-    assert widths[1] == pytest.approx(widths[0] / 2, rel=0.1)
-
-
-def test_bootstrap_ci_covers_the_true_difference_about_95_percent_of_the_time():
-    rng = np.random.default_rng(0)
-    true_difference, trials = 0.03, 200
-    covered = 0
-    for _ in range(trials):
-        baseline = rng.uniform(0, 1, size=(1, 50))
-        system = baseline + rng.normal(true_difference, 0.1, size=(1, 50))
-        low, high = bootstrap_ci([system], [baseline], 2_000, rng)
-        covered += low <= true_difference <= high
-    # Percentile intervals of a mean of 50 run slightly narrow; 200 trials give a standard error of 1.5%.
-    assert 0.88 <= covered / trials <= 0.99
-
-
-def test_stratified_bootstrap_matches_the_stratified_standard_error():
-    rng = np.random.default_rng(0)
-    # Two datasets of very different size and spread: pooling their queries would give another interval.
-    strata = [rng.normal(0.05, 0.3, size=40), rng.normal(0.0, 0.05, size=400)]
-    low, high = bootstrap_ci([s[None, :] for s in strata], [np.zeros((1, s.size)) for s in strata], 20_000, rng)
-    # Var(mean over K datasets of dataset means) = sum_k var_k / n_k / K^2, resampling within each dataset.
-    se = math.sqrt(sum(np.var(s) / s.size for s in strata)) / len(strata)
-    assert high - low == pytest.approx(2 * 1.96 * se, rel=0.05)
-    assert low < np.mean([s.mean() for s in strata]) < high
-
-
-def test_bootstrap_resamples_seeds_so_seed_noise_is_in_the_interval():
-    # Every query gains exactly 0.2 under seed 0 and 0.3 under seed 1: resampling queries alone would give
-    # the point interval [0.25, 0.25]. Resampling the two seeds gives 0.2, 0.25, 0.3 with probability
-    # 1/4, 1/2, 1/4, so the 2.5% and 97.5% quantiles are 0.2 and 0.3.
-    baseline = np.random.default_rng(0).uniform(0, 0.5, size=(1, 30))
-    system = np.vstack([baseline[0] + 0.2, baseline[0] + 0.3])
-    low, high = bootstrap_ci([system], [baseline], 10_000, np.random.default_rng(1))
-    assert (low, high) == (pytest.approx(0.2, abs=1e-12), pytest.approx(0.3, abs=1e-12))
-    # The same on the baseline's side, with the sign reversed.
-    low, high = bootstrap_ci([baseline], [system], 10_000, np.random.default_rng(1))
-    assert (low, high) == (pytest.approx(-0.3, abs=1e-12), pytest.approx(-0.2, abs=1e-12))
-
-
-def test_bootstrap_of_identical_runs_is_zero():
-    scores = np.random.default_rng(0).uniform(size=(1, 20))
-    assert bootstrap_ci([scores], [scores.copy()], 1_000, np.random.default_rng(0)) == (0.0, 0.0)
 
 
 def holm_by_hand(pvalues: list[float], alpha: float) -> list[bool]:
