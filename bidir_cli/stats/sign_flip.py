@@ -51,7 +51,8 @@ def sign_flip_test(
     queries in i's stratum)``; flipping signs query by query flips them within every stratum.
 
     Sign assignments (rows of 0/1 flips, the observed assignment among them) are evaluated in
-    chunks of about 8 MiB, so memory stays flat for any ``permutations``:
+    chunks of about 8 MiB, so the assignments never sit in memory at once, however many
+    ``permutations`` (the interval keeps only its ``alpha * permutations`` most extreme ends):
 
     * if ``2**n <= permutations`` (n queries), all ``2**n`` assignments are enumerated;
     * else, if ``2**m <= permutations`` (m queries whose difference is not zero), all ``2**m``
