@@ -127,8 +127,8 @@ def test_legend_names_the_run_level_test_when_both_columns_hold_runs():
         d.test, d.df, d.runs_needed, d.runs_needed_text = "run_t", 3.2, 7, "7"
     text = render_markdown(c)
     assert (
-        "- Δ gte: gte minus base, run-level t test (unit: the training run; 3 vs 2 runs, Satterthwaite degrees of "
-        "freedom); it covers run-to-run variation and query sampling.\n"
+        "- Δ gte: gte minus base, run-level t test (unit: the training run; 3 vs 2 runs, bias-corrected "
+        "Satterthwaite degrees of freedom); it covers run-to-run variation and query sampling.\n"
     ) in text
     assert markdown_table(text)[3][-1] == "7"
 
