@@ -12,7 +12,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .comparison import MEAN, Column, Comparison
+from .comparison import MEAN, TESTS, Column, Comparison
 from .errors import InputError
 from .experiment import Cell, Experiment, _commit, _meta, _read
 from .io import atomic_write_json, atomic_write_text, log
@@ -37,8 +37,9 @@ def comparisons(exp: Experiment, suites: list[str], cells: list[Cell]) -> dict[s
                 columns.append(Column(arm, sources, group=True))
         if len(columns) >= 2 and columns[0].name == exp.spec.baseline:
             out[name] = build_comparison(
-                columns, baseline=exp.spec.baseline, metric=PRIMARY_METRIC, permutations=10_000, seed=0
-            )
+                columns, baseline=exp.spec.baseline, metric=PRIMARY_METRIC, permutations=10_000, seed=0,
+                target_diff=exp.spec.target_diff,
+            )  # fmt: skip
     return out
 
 
@@ -48,14 +49,13 @@ def verdict_lines(c: Comparison) -> list[str]:
     for arm in c.others:
         d = c.differences[MEAN][arm]
         mark = "significant" if d.significant else "not significant"
-        line = (
+        runs = d.runs_needed if d.runs_needed is not None else d.runs_needed_text
+        lines.append(
             f"**{arm} vs {c.baseline}**: mean {c.metric} difference {d.diff:+.4f}, {c.level:.0%} CI "
-            f"[{d.ci[0]:+.4f}, {d.ci[1]:+.4f}], p = {d.p:.3g} ({mark}"
+            f"[{d.ci[0]:+.4f}, {d.ci[1]:+.4f}], p = {d.p:.3g} ({mark}; {TESTS[d.test][0]}, unit: {d.unit}, covering "
+            f"{TESTS[d.test][2]}); minimum detectable difference {d.mdd:.4f} (80% power); runs per arm needed for "
+            f"a {c.target_diff:g} difference: {runs}."
         )
-        if hasattr(d, "test"):
-            line += f"; {d.test}, unit: {d.unit}; minimum detectable difference {d.mdd:.4f}; runs per arm needed "
-            line += f"for the target difference: {d.runs_needed if d.runs_needed is not None else d.runs_needed_text}"
-        lines.append(line + ").")
     return lines
 
 
