@@ -22,7 +22,7 @@ from .errors import InputError
 from .losses import BIDIRECTIONAL_LOSSES as BIDIRECTIONAL
 from .losses import CACHED_LOSSES as CACHED
 from .losses import LOSS_NAMES
-from .trainer_args import clashing_extra_args
+from .trainer_args import TrainingConfig
 
 LossName = Literal[LOSS_NAMES]  # the loss registry's names
 
@@ -171,44 +171,6 @@ class LossConfig(Section):
         return out
 
 
-class TrainingConfig(Section):
-    seed: int = 42
-    """Seed of model initialisation, data order and dropout."""
-    batch_size: int = Field(64, ge=1)
-    """Examples per batch on each device; the in-batch negatives come from it."""
-    epochs: float = Field(1.0, gt=0)
-    """Passes over the training data (ignored when ``max_steps`` is set)."""
-    max_steps: int | None = Field(None, ge=1)
-    """Stop after this many optimizer steps."""
-    learning_rate: float = Field(2e-5, gt=0)
-    """Peak learning rate."""
-    lr_scheduler: str = "linear"
-    """Learning-rate schedule after warm-up (transformers' names: linear, cosine, constant, ...)."""
-    warmup_ratio: float = Field(0.1, ge=0, le=1)
-    """Fraction of the steps spent warming the learning rate up from 0."""
-    weight_decay: float = Field(0.0, ge=0)
-    """AdamW weight decay."""
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
-    """Mixed precision (fp16 needs a GPU)."""
-    batch_sampler: Literal["no_duplicates", "no_duplicates_hashed", "batch_sampler"] = "no_duplicates"
-    """``no_duplicates`` keeps duplicate texts out of a batch (they would be false negatives);
-    ``no_duplicates_hashed`` does it with less memory; ``batch_sampler`` is the plain sampler."""
-    logging_steps: int = Field(10, ge=1)
-    """Write a train_log.jsonl line every this many steps."""
-    save_steps: int = Field(500, ge=1)
-    """Save a resumable checkpoint every this many steps."""
-    save_total_limit: int | None = Field(2, ge=1)
-    """Checkpoints kept (oldest deleted first); null keeps all."""
-    eval_steps: int | None = Field(None, ge=1)
-    """Report the held-out loss (``data.eval_fraction``) and run ``evaluation.during_training`` this often."""
-    dataloader_workers: int = Field(0, ge=0)
-    """Data-loading worker processes."""
-    extra_args: dict[str, Any] = Field(default_factory=dict)
-    """Passed through to SentenceTransformerTrainingArguments as is, for anything not above
-    (e.g. ``gradient_accumulation_steps``, ``optim``, ``max_grad_norm``). Arguments that a field above or
-    bidir itself sets (``trainer_args.TRAINER_ARGS``) are refused here, saying where they come from."""
-
-
 class EvaluationConfig(Section):
     suite: str | None = None
     """What ``bidir eval`` runs on the final model: ``nanobeir``, a BEIR folder, a suite YAML, or
@@ -249,7 +211,6 @@ class Config(Section):
             problems.append("training.eval_steps: needed when data.eval_fraction > 0")
         if self.evaluation.during_training and (self.training.eval_steps is None or self.evaluation.suite is None):
             problems.append("evaluation.during_training: needs training.eval_steps and evaluation.suite")
-        problems += clashing_extra_args(self.training.extra_args)
         if problems:
             raise ValueError("\n".join(problems))
         return self

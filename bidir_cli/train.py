@@ -47,7 +47,7 @@ def train_command(
 
     cfg = load_config(config_path, overrides)
     if problem := precision_problem(cfg.training.precision, torch.cuda.is_available()):
-        raise InputError(f"{config_path}: training.precision: {problem}")
+        raise InputError(f"{config_path}: training.{cfg.training.precision}: {problem}")
     base_dir = Path(config_path).resolve().parent
     run_path = Path(output_dir) if output_dir is not None else Path("runs") / cfg.name
     if dry_run:
@@ -91,9 +91,9 @@ def check_batch_size(cfg: Config, data) -> None:
     if data.concatenate:
         sizes = [("+".join(name for name, _ in sizes), sum(n for _, n in sizes))]
     for name, rows in sizes:
-        if cfg.training.batch_size > rows:
+        if (size := cfg.training.per_device_train_batch_size) > rows:
             raise InputError(
-                f"training.batch_size: {cfg.training.batch_size} is larger than training source {name!r} ({rows} rows)"
+                f"training.per_device_train_batch_size: {size} is larger than training source {name!r} ({rows} rows)"
             )
 
 
@@ -288,22 +288,28 @@ def truncate_log(log: Path, step: int) -> None:
 
 
 def training_arguments(cfg: Config, data, run: RunDir):
-    """SentenceTransformerTrainingArguments from the config (``trainer_args.TRAINER_ARGS``, then ``extra_args``).
+    """SentenceTransformerTrainingArguments from the training section and ``trainer_args.TRAINER_ARGS``.
 
-    Built before the run directory exists, so a bad argument fails with exit 2 and leaves nothing behind.
+    Built before the run directory exists, so a bad argument (an unknown name, a bad value) fails with exit 2
+    and leaves nothing behind.
     """
     import dataclasses
+    import difflib
 
     import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     from .trainer_args import RunContext, trainer_arguments
 
-    known = {f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments) if f.init}
-    unknown = [f"training.extra_args.{k}: not an argument of SentenceTransformerTrainingArguments"
-               for k in cfg.training.extra_args if k not in known]  # fmt: skip
-    if unknown:
-        raise InputError(unknown[0] if len(unknown) == 1 else f"{len(unknown)} problems", problems=unknown)
+    known = sorted(f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments) if f.init)
+    problems = []
+    for key in cfg.training.model_extra or {}:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else "not an argument of SentenceTransformerTrainingArguments"
+            problems.append(f"training.{key}: unknown key ({hint})")
+    if problems:
+        raise InputError(problems[0] if len(problems) == 1 else f"{len(problems)} problems", problems=problems)
     prompts = {}
     if cfg.model.query_prompt:
         prompts["anchor"] = cfg.model.query_prompt

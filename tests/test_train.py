@@ -40,7 +40,7 @@ def tiny_config(tmp_path: Path, **sections) -> Path:
         "model": {"static": {"tokenizer": "train", "vocab_size": 200, "dim": 16}},
         "data": {"train": [{"source": "pairs.jsonl"}]},
         "loss": {"name": "mnbrl"},
-        "training": {"batch_size": 8, "max_steps": 6, "learning_rate": 0.05, "logging_steps": 2, "save_steps": 2,
+        "training": {"per_device_train_batch_size": 8, "max_steps": 6, "learning_rate": 0.05, "logging_steps": 2, "save_steps": 2,
                      "save_total_limit": None},
     }  # fmt: skip
     for key, value in sections.items():
@@ -156,9 +156,9 @@ def test_set_overrides_are_typed_by_the_schema(tmp_path):
 
 
 def test_set_with_a_wrong_type_names_the_field(tmp_path):
-    result = run_train(str(tiny_config(tmp_path)), "--set", "training.batch_size=many", "--dry-run")
+    result = run_train(str(tiny_config(tmp_path)), "--set", "training.per_device_train_batch_size=many", "--dry-run")
     assert result.exit_code == 2
-    assert "training.batch_size" in result.stderr and "Traceback" not in result.stderr
+    assert "training.per_device_train_batch_size" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_dry_run_prints_config_and_sizes_and_trains_nothing(tmp_path):
@@ -167,7 +167,7 @@ def test_dry_run_prints_config_and_sizes_and_trains_nothing(tmp_path):
     result = run_train(str(config), "--output-dir", str(out), "--dry-run")
     assert result.exit_code == 0, result.output
     printed = result.stdout
-    assert yaml.safe_load(printed.split("training data")[0])["training"]["batch_size"] == 8
+    assert yaml.safe_load(printed.split("training data")[0])["training"]["per_device_train_batch_size"] == 8
     assert "pairs" in printed and "64" in printed
     assert not out.exists()
 
@@ -236,7 +236,7 @@ def test_concatenated_sources_train_as_one_dataset(tmp_path):
     config = tiny_config(tmp_path)
     data = yaml.safe_load(config.read_text())
     data["data"] = {"train": [{"source": "pairs.jsonl"}, {"source": "more.jsonl"}], "sampling": "concatenate"}
-    data["training"]["max_steps"] = None  # one epoch of 80 rows at batch 8: 10 steps
+    data["training"]["max_steps"] = -1  # one epoch of 80 rows at batch 8: 10 steps
     config.write_text(yaml.safe_dump(data))
     out = tmp_path / "run"
     result = run_train(str(config), "--output-dir", str(out))
@@ -306,6 +306,59 @@ def test_held_out_loss_and_retrieval_during_training_are_logged(tmp_path):
     # The evaluator runs the same code as bidir eval: its last score equals the final evaluation's.
     final = json.loads((out / "eval" / "tiny-beir.json").read_text())["datasets"]["tiny-beir"]["metrics"]["ndcg@10"]
     assert evals[-1]["eval_tiny-beir_ndcg@10"] == pytest.approx(final, abs=1e-9)
+
+
+# --- training: speaks SentenceTransformerTrainingArguments' names ---------------------------------------------------
+
+
+def test_every_training_field_and_table_entry_is_a_sentence_transformers_argument():
+    import dataclasses
+
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    from bidir_cli.trainer_args import RENAMED, TRAINER_ARGS, TrainingConfig
+
+    arguments = {f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments) if f.init}
+    assert set(TrainingConfig.model_fields) <= arguments
+    assert set(TRAINER_ARGS) <= arguments
+    assert {new.split()[0].rstrip(":") for new in RENAMED.values()} <= arguments  # each message names a real one
+
+
+def test_the_issue_dry_run_with_sentence_transformers_names_and_the_old_names_refused():
+    names = ("--set", "training.num_train_epochs=1", "--set", "training.per_device_train_batch_size=128")
+    result = run_train(str(ROOT / "configs" / "quickstart.yaml"), *names, "--dry-run")
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load(result.stdout.split("training data")[0])["training"]
+    assert resolved["num_train_epochs"] == 1 and resolved["per_device_train_batch_size"] == 128
+
+    old = ("--set", "training.epochs=1", "--set", "training.batch_size=128", "--set", "training.warmup_ratio=0.1")
+    result = run_train(str(ROOT / "configs" / "quickstart.yaml"), *old, "--dry-run")
+    assert result.exit_code == 2
+    for line in (
+        "training.epochs: renamed num_train_epochs",
+        "training.batch_size: renamed per_device_train_batch_size",
+        "training.warmup_ratio: renamed warmup_steps (a float below 1 is a ratio of the total steps)",
+    ):
+        assert line in result.stderr  # every old name at once, each naming its new one
+
+
+def test_pass_through_arguments_reach_the_trainer_and_warmup_below_one_is_a_ratio(tmp_path):
+    config = tiny_config(
+        tmp_path,
+        training={"gradient_accumulation_steps": 2, "warmup_steps": 0.5, "lr_scheduler_type": "linear",
+                  "max_grad_norm": 0.5, "learning_rate": 0.06},
+    )  # fmt: skip
+    out = tmp_path / "run"
+    result = run_train(str(config), "--output-dir", str(out))
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "meta.json").read_text())
+    # 64 rows at 8 per batch, 2 batches per optimizer step: 4 steps an epoch, so 6 steps are 1.5 epochs
+    assert meta["train"]["steps"] == 6 and meta["train"]["epochs"] == pytest.approx(1.5)
+    # warmup_steps 0.5 of 6 steps: 3 steps up to 0.06, then linearly down to 0 at step 6. The rate logged at
+    # step s is the one its update used, the schedule's value after s - 1 steps.
+    lr = {line["step"]: line["learning_rate"] for line in map(json.loads, (out / "train_log.jsonl").open())}
+    assert lr == pytest.approx({2: 0.06 * 1 / 3, 4: 0.06, 6: 0.06 * 1 / 3})
+    assert yaml.safe_load((out / "config.yaml").read_text())["training"]["gradient_accumulation_steps"] == 2
 
 
 def test_sample_draws_a_fixed_random_subset_in_file_order(tmp_path):
