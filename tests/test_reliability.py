@@ -174,6 +174,11 @@ TRAIN_CASES = [
     ("token-in-config", cfg_with(training__hub_token="hf_x"), "training.hub_token: refused: set the HF_TOKEN"),
     ("unknown-trainer-argument", cfg_with(training__learnig_rate=1), "training.learnig_rate: unknown key (did you"),
     (
+        "layer-wrapper-static",
+        cfg_with(loss__wrapper="adaptive_layer"),
+        "loss.wrapper: adaptive_layer needs a transformer model (model.name_or_path)",
+    ),
+    (
         "missing-eval-suite",
         cfg_with(evaluation__suite="no-such-suite"),
         "evaluation.suite: no-such-suite: no such suite",

@@ -106,7 +106,7 @@ def test_meta_json_records_what_ran(tmp_path):
     assert meta["device"] == "cpu"
     assert meta["loss"] == {
         "name": "mnbrl", "scale": 25.0, "similarity": "cosine", "gather_across_devices": False,
-        "matryoshka_dims": None, "doc_doc_mask": "self",
+        "matryoshka_dims": None, "wrapper": None, "doc_doc_mask": "self",
     }  # fmt: skip
     assert meta["train"]["steps"] == 6 and meta["train"]["examples_per_second"] > 0
     assert meta["train"]["peak_memory_bytes"] > 0 and meta["wall_time_s"] > 0
@@ -359,6 +359,22 @@ def test_pass_through_arguments_reach_the_trainer_and_warmup_below_one_is_a_rati
     lr = {line["step"]: line["learning_rate"] for line in map(json.loads, (out / "train_log.jsonl").open())}
     assert lr == pytest.approx({2: 0.06 * 1 / 3, 4: 0.06, 6: 0.06 * 1 / 3})
     assert yaml.safe_load((out / "config.yaml").read_text())["training"]["gradient_accumulation_steps"] == 2
+
+
+def test_a_layer_wrapper_from_the_config_trains_a_transformer(tmp_path, tiny_bert_path):
+    config = tiny_config(
+        tmp_path,
+        model={"name_or_path": str(tiny_bert_path), "static": None},
+        loss={"name": "mnbrl", "wrapper": "matryoshka2d", "matryoshka_dims": [32, 16], "n_layers_per_step": -1},
+        training={"max_steps": 2, "save_steps": 2},
+    )
+    out = tmp_path / "run"
+    result = run_train(str(config), "--output-dir", str(out))
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["loss"]["wrapper"] == "matryoshka2d" and meta["loss"]["n_layers_per_step"] == -1
+    (line,) = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert line["step"] == 2 and "partition" in line  # the shares are found inside both wrappers
 
 
 def test_sample_draws_a_fixed_random_subset_in_file_order(tmp_path):
