@@ -290,8 +290,8 @@ def truncate_log(log: Path, step: int) -> None:
 def training_arguments(cfg: Config, data, run: RunDir):
     """SentenceTransformerTrainingArguments from the training section and ``trainer_args.TRAINER_ARGS``.
 
-    Built before the run directory exists, so a bad argument (an unknown name, a bad value) fails with exit 2
-    and leaves nothing behind.
+    Built before the run directory exists, so a bad argument (an unknown name, a bad value, a tracker that is
+    not installed) fails with exit 2 and leaves nothing behind.
     """
     import dataclasses
     import difflib
@@ -308,6 +308,7 @@ def training_arguments(cfg: Config, data, run: RunDir):
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {close[0]}?" if close else "not an argument of SentenceTransformerTrainingArguments"
             problems.append(f"training.{key}: unknown key ({hint})")
+    problems += tracker_problems(cfg.training.report_to)
     if problems:
         raise InputError(problems[0] if len(problems) == 1 else f"{len(problems)} problems", problems=problems)
     prompts = {}
@@ -323,8 +324,27 @@ def training_arguments(cfg: Config, data, run: RunDir):
         raise InputError(f"training: invalid trainer arguments: {e}") from None
 
 
+def tracker_problems(report_to: str | list[str]) -> list[str]:
+    """``training.report_to`` names that transformers does not know or whose package is not installed (the
+    trainer would only find out when it starts, after the run directory exists)."""
+    from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+
+    installed = get_available_reporting_integrations()
+    problems = []
+    for name in [report_to] if isinstance(report_to, str) else report_to:
+        if name in ("none", "all"):
+            continue
+        if name not in INTEGRATION_TO_CALLBACK:
+            known = ", ".join(sorted(INTEGRATION_TO_CALLBACK))
+            problems.append(f"training.report_to: {name} is not a tracker that transformers knows ({known})")
+        elif name not in installed:
+            problems.append(f"training.report_to: {name} is not installed (pip install {name})")
+    return problems
+
+
 def make_trainer(cfg: Config, model, loss, data, run: RunDir, args, suite: EvalSuite | None):
     """SentenceTransformerTrainer with our arguments and callbacks (log file, progress on stderr)."""
+    from transformers.integrations import TensorBoardCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from .callbacks import ProgressBar, TrainLog
@@ -339,13 +359,30 @@ def make_trainer(cfg: Config, model, loss, data, run: RunDir, args, suite: EvalS
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(TrainLog(run.train_log, loss, is_main_process()))
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):  # the run directory, not checkpoints/runs/<date_host>
+            callback.logging_dir = str(run.tensorboard)
+    trainer.add_callback(TrainLog(run.train_log, is_main_process()))
     trainer.add_callback(ProgressBar())
     return trainer
 
 
 class BidirTrainer(SentenceTransformerTrainer):
-    """Stops at the first non-finite loss, naming the step (the trainer would log it and carry on)."""
+    """Stops at the first non-finite loss, naming the step (the trainer would log it and carry on), and adds the
+    bidirectional losses' partition shares to the trainer's logs, so that every tracker and callback gets them."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        from .losses import partition_tracker
+
+        super().__init__(*args, **kwargs)
+        self.partition = partition_tracker(self.loss)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        from .callbacks import partition_logs
+
+        if "loss" in logs and self.partition is not None and (shares := self.partition.pop()) is not None:
+            logs = {**logs, **partition_logs(shares)}  # the shares since the previous training log
+        super().log(logs, start_time)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)

@@ -103,7 +103,7 @@ def refused_training_keys(keys: list[str], typed: set[str]) -> dict[str, str]:
 
 
 class TrainingConfig(BaseModel):
-    """Optimisation and checkpointing, in sentence-transformers' own names.
+    """Optimisation, checkpointing and trackers, in sentence-transformers' own names.
 
     Every key is an argument of ``SentenceTransformerTrainingArguments`` under its own name. The fields below are
     the ones bidir reads itself or gives another default; any other argument (``gradient_accumulation_steps``,
@@ -140,7 +140,7 @@ class TrainingConfig(BaseModel):
     """``no_duplicates`` keeps duplicate texts out of a batch (they would be false negatives);
     ``no_duplicates_hashed`` does it with less memory; ``batch_sampler`` is the plain sampler."""
     logging_steps: int = Field(10, ge=1)
-    """Log (train_log.jsonl, progress bar) every this many steps."""
+    """Log (train_log.jsonl, progress bar, trackers) every this many steps."""
     save_steps: int = Field(500, ge=1)
     """Save a resumable checkpoint every this many steps."""
     save_total_limit: int | None = Field(2, ge=1)
@@ -149,6 +149,10 @@ class TrainingConfig(BaseModel):
     """Report the held-out loss (``data.eval_fraction``) and run ``evaluation.during_training`` this often."""
     dataloader_num_workers: int = Field(0, ge=0)
     """Data-loading worker processes."""
+    report_to: str | list[str] = "none"
+    """Trackers that get the logs (loss, learning rate, the bidirectional losses' partition shares): ``none``,
+    ``all`` (every one installed), or names of transformers' integrations (``tensorboard``, ``wandb``,
+    ``mlflow``, ``trackio``, ...). TensorBoard writes into the run directory's ``tensorboard/``."""
 
     @model_validator(mode="wrap")
     @classmethod

@@ -361,6 +361,45 @@ def test_pass_through_arguments_reach_the_trainer_and_warmup_below_one_is_a_rati
     assert yaml.safe_load((out / "config.yaml").read_text())["training"]["gradient_accumulation_steps"] == 2
 
 
+def test_tensorboard_gets_loss_learning_rate_and_partition_shares_in_the_run_directory(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny_config(tmp_path, training={"report_to": ["tensorboard"]})
+    out = tmp_path / "run"
+    result = run_train(str(config), "--output-dir", str(out))
+    assert result.exit_code == 0, result.output
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert not (out / "checkpoints" / "runs").exists()  # not transformers' default folder
+
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+
+    def scalars(tag):
+        return {e.step: e.value for e in events.Scalars(tag)}
+
+    log = {line["step"]: line for line in map(json.loads, (out / "train_log.jsonl").open())}
+    assert scalars("train/loss") == pytest.approx({s: line["loss"] for s, line in log.items()}, rel=1e-6)
+    assert scalars("train/learning_rate") == pytest.approx({s: line["learning_rate"] for s, line in log.items()})
+    blocks = {"q->d": "q_to_d", "q->q": "q_to_q", "d->q": "d_to_q", "d->d": "d_to_d", "positive": "positive"}
+    shares = {block: scalars(f"train/partition/{tag}") for block, tag in blocks.items()}
+    for step in (2, 4, 6):
+        assert sum(shares[b][step] for b in ("q->d", "q->q", "d->q", "d->d")) == pytest.approx(1.0, abs=1e-5)
+        assert 0 < shares["positive"][step] <= 0.5
+        for block in blocks:  # the same numbers as train_log.jsonl (TensorBoard stores float32)
+            assert shares[block][step] == pytest.approx(log[step]["partition"][block], rel=1e-6)
+
+
+def test_a_tracker_that_is_not_installed_is_refused_before_the_run(tmp_path):
+    from transformers.integrations import get_available_reporting_integrations
+
+    if "wandb" in get_available_reporting_integrations():
+        pytest.skip("wandb is installed here")
+    out = tmp_path / "run"
+    result = run_train(str(tiny_config(tmp_path, training={"report_to": "wandb"})), "--output-dir", str(out))
+    assert result.exit_code == 2 and "training.report_to: wandb is not installed" in result.stderr
+    assert not out.exists()
+
+
 def test_a_layer_wrapper_from_the_config_trains_a_transformer(tmp_path, tiny_bert_path):
     config = tiny_config(
         tmp_path,
