@@ -101,6 +101,7 @@ class RunMeta:
     data: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
+    push: dict[str, Any] | None = None  # the hub push's outcome (training.push_to_hub), see hub.push_model
     note: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

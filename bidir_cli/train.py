@@ -25,6 +25,7 @@ from .runs import RunDir, RunMeta, checkpoint_step, git_commit, now, prepare_run
 
 if TYPE_CHECKING:
     from .evaluate import EvalSuite
+    from .results import EvalResult
 
 
 class NonFiniteLossError(RuntimeError):
@@ -149,10 +150,12 @@ def train(
     from transformers import set_seed
 
     from .losses import build_loss
+    from .model_card import describe_training_data, write_model_card
     from .models import build_model, model_description
 
     set_seed(cfg.training.seed)
     model = build_model(cfg.model, data.texts())
+    describe_training_data(model, data.sources, data.concatenate, cfg.training.hub_model_id)
     try:
         loss = build_loss(model, cfg.loss)
     except ValueError as e:
@@ -205,11 +208,16 @@ def train(
     if is_main_process():
         save_model(model, run.model)
         record(run, meta, trainer, started, "running")  # training done, evaluation to come
-        if suite is not None:
-            final_evaluation(run, suite, cfg.evaluation.batch_size)
+        result, results_file = final_evaluation(run, suite, cfg.evaluation.batch_size) if suite else (None, None)
+        write_model_card(model, run, meta, result, results_file)  # the card carries the final evaluation
         meta.status, meta.ended = "completed", now()
         run.write_meta(meta)
         log(f"run {cfg.name} completed in {meta.wall_time_s:.1f} s: {run.path}")
+        if cfg.training.push_to_hub:  # after the final evaluation; a failed push leaves the run completed
+            from .hub import push_model
+
+            meta.push = push_model(model, run, cfg.training)
+            run.write_meta(meta)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return run
@@ -219,7 +227,7 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def final_evaluation(run: RunDir, suite: EvalSuite, batch_size: int) -> None:
+def final_evaluation(run: RunDir, suite: EvalSuite, batch_size: int) -> tuple[EvalResult, Path]:
     """Evaluate the saved model as ``bidir eval RUN`` would (same numbers), write its results file, print its table.
 
     The model is loaded again from ``run/model``, so the results describe the files a user evaluates later.
@@ -231,8 +239,10 @@ def final_evaluation(run: RunDir, suite: EvalSuite, batch_size: int) -> None:
 
     model, model_info, _ = load_for_evaluation(str(run.path))
     result = evaluate(model, suite.datasets, suite=suite.suite, model_info=model_info, batch_size=batch_size)
-    log(f"results written to {result.store(run.results_file(result.stem), numbered=True)}")
+    path = result.store(run.results_file(result.stem), numbered=True)
+    log(f"results written to {path}")
     render_eval(result, results_console())
+    return result, path
 
 
 def record(run: RunDir, meta: RunMeta, trainer, started: float, status: str, note: str | None = None) -> None:

@@ -57,6 +57,10 @@ TRAINER_ARGS: dict[str, tuple[str, Value]] = {
     "eval_strategy": ("bidir (from data.eval_fraction and evaluation.during_training)", _eval_strategy),
     "prompts": ("model.query_prompt and model.document_prompt", lambda c, r: r.prompts),
     "resume_from_checkpoint": ("bidir (--resume continues the run directory's last checkpoint)", lambda c, r: None),
+    # bidir pushes the model itself, once, after the final evaluation (hub.push_model): the trainer never does
+    "push_to_hub": ("bidir (training.push_to_hub pushes once, after the final evaluation)", lambda c, r: False),
+    "hub_strategy": ("bidir (one push, after the final evaluation)", lambda c, r: "end"),
+    "hub_always_push": ("bidir (one push, after the final evaluation)", lambda c, r: False),
     "dataloader_pin_memory": ("bidir (on when a GPU is present)", lambda c, r: r.cuda),
     # Without a GPU, torchrun's processes only join one DDP group (gloo) when told to use the CPU.
     "use_cpu": ("bidir (on when no GPU is present)", lambda c, r: not r.cuda),
@@ -103,14 +107,15 @@ def refused_training_keys(keys: list[str], typed: set[str]) -> dict[str, str]:
 
 
 class TrainingConfig(BaseModel):
-    """Optimisation, checkpointing and trackers, in sentence-transformers' own names.
+    """Optimisation, checkpointing, trackers and the hub, in sentence-transformers' own names.
 
     Every key is an argument of ``SentenceTransformerTrainingArguments`` under its own name. The fields below are
     the ones bidir reads itself or gives another default; any other argument (``gradient_accumulation_steps``,
     ``optim``, ``max_grad_norm``, ``tf32``, ``torch_compile``, ...) is passed through as given and checked when
     the arguments object is built (``--dry-run`` builds it too). Refused, with the reason: bidir's old names
     (``batch_size``, ``epochs``, ...: the message names the new one), the arguments that bidir sets itself
-    (``TRAINER_ARGS``: the output folder, save and evaluation strategy, the data seed) and ``hub_token`` (use the ``HF_TOKEN`` environment variable).
+    (``TRAINER_ARGS``: the output folder, save and evaluation strategy, the data seed, the hub
+    push timing) and ``hub_token`` (use the ``HF_TOKEN`` environment variable).
     """
 
     model_config = ConfigDict(extra="allow", use_attribute_docstrings=True, validate_assignment=True)
@@ -153,6 +158,15 @@ class TrainingConfig(BaseModel):
     """Trackers that get the logs (loss, learning rate, the bidirectional losses' partition shares): ``none``,
     ``all`` (every one installed), or names of transformers' integrations (``tensorboard``, ``wandb``,
     ``mlflow``, ``trackio``, ...). TensorBoard writes into the run directory's ``tensorboard/``."""
+    push_to_hub: bool = False
+    """Push the saved model and its card to the Hugging Face Hub after the final evaluation (a failed push is
+    reported in meta.json and does not fail the run; offline, the run says what it would have pushed)."""
+    hub_model_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+    """The repository to push to, ``owner/name`` (also the model id in the model card's usage example)."""
+    hub_private_repo: bool | None = None
+    """Create the repository as private (default: the hub's default, public)."""
+    hub_revision: str | None = None
+    """The branch to push to (default: main)."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -176,6 +190,8 @@ class TrainingConfig(BaseModel):
         problems = []
         if self.bf16 and self.fp16:
             problems.append("give bf16 or fp16, not both")
+        if self.push_to_hub and self.hub_model_id is None:
+            problems.append("push_to_hub needs hub_model_id (the repository, owner/name)")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -212,7 +212,7 @@ def test_a_bad_pass_through_argument_fails_at_dry_run_and_leaves_no_directory(tm
     assert not out.exists()
 
 
-@pytest.mark.parametrize("key", ["save_strategy", "eval_strategy", "output_dir", "data_seed"])
+@pytest.mark.parametrize("key", ["save_strategy", "eval_strategy", "output_dir", "data_seed", "hub_strategy"])
 def test_arguments_bidir_owns_are_refused_up_front(tmp_path, key):
     config = tiny_config(tmp_path)
     out = tmp_path / "run"

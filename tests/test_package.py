@@ -137,15 +137,10 @@ def test_compare_formats_are_one_table_used_by_help_and_command():
 def test_training_names_that_bidir_sets_or_renamed_are_refused_saying_why():
     from bidir_cli.trainer_args import TRAINER_ARGS, TrainingConfig, refused_training_keys
 
-    keys = [
-        "learning_rate",
-        "save_strategy",
-        "gradient_accumulation_steps",
-        "batch_size",
-        "multi_dataset_batch_sampler",
-    ]
+    keys = ["learning_rate", "save_strategy", "gradient_accumulation_steps", "batch_size", "multi_dataset_batch_sampler",
+            "push_to_hub"]  # fmt: skip
     assert refused_training_keys(keys, set(TrainingConfig.model_fields)) == {
         "save_strategy": f"set by {TRAINER_ARGS['save_strategy'][0]}, not by the config",
         "batch_size": "renamed per_device_train_batch_size",
         "multi_dataset_batch_sampler": "set through data.sampling",
-    }
+    }  # push_to_hub is a training field: bidir reads it (and pushes itself), the table gives the trainer False

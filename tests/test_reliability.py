@@ -173,6 +173,7 @@ TRAIN_CASES = [
     ("owned-argument", cfg_with(training__output_dir="x"), "training.output_dir: set by bidir"),
     ("token-in-config", cfg_with(training__hub_token="hf_x"), "training.hub_token: refused: set the HF_TOKEN"),
     ("unknown-trainer-argument", cfg_with(training__learnig_rate=1), "training.learnig_rate: unknown key (did you"),
+    ("push-without-repo", cfg_with(training__push_to_hub=True), "push_to_hub needs hub_model_id"),
     ("tracker-unknown", cfg_with(training__report_to=["tensorbored"]), "tensorbored is not a tracker"),
     (
         "layer-wrapper-static",
