@@ -1,4 +1,6 @@
-"""Trainer callbacks: the train_log.jsonl writer and the progress bar on standard error."""
+"""Trainer callbacks: the train_log.jsonl writer and the progress bar on standard error, and the names under
+which the partition shares travel in the trainer's logs (``train.BidirTrainer.log`` puts them there, so that
+every tracker of ``training.report_to`` gets them too)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,21 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .losses import partition_tracker
+from .losses import PARTITION_STATS
+
+# a partition diagnostic -> its key in the trainer's logs (TensorBoard tags allow no ">": q->d is partition/q_to_d)
+PARTITION_LOG_KEYS = {stat: "partition/" + stat.replace("->", "_to_") for stat in PARTITION_STATS}
+
+
+def partition_logs(shares: dict[str, float]) -> dict[str, float]:
+    """The partition diagnostics as flat keys of the trainer's logs."""
+    return {PARTITION_LOG_KEYS[stat]: value for stat, value in shares.items()}
+
+
+def partition_from_logs(logs: dict) -> dict[str, float] | None:
+    """The partition diagnostics back from the trainer's logs, under their own names; None when absent."""
+    shares = {stat: logs[key] for stat, key in PARTITION_LOG_KEYS.items() if key in logs}
+    return shares or None
 
 
 def examples_per_step(args) -> int:
@@ -28,9 +44,8 @@ class TrainLog(TrainerCallback):
     :class:`~bidir_cli.losses.PartitionTracker`).
     """
 
-    def __init__(self, path: Path, loss, write: bool = True) -> None:
+    def __init__(self, path: Path, write: bool = True) -> None:
         self.path = path
-        self.tracker = partition_tracker(loss)
         self.write = write
         self._last_time: float | None = None
         self._last_step = 0
@@ -52,8 +67,7 @@ class TrainLog(TrainerCallback):
                 "grad_norm": logs.get("grad_norm"),
                 "examples_per_second": examples / (now - self._last_time) if now > self._last_time else None,
             }
-            partition = self.tracker.pop() if self.tracker is not None else None
-            if partition is not None:
+            if (partition := partition_from_logs(logs)) is not None:
                 record["partition"] = partition
             self._last_time, self._last_step = now, state.global_step
         elif any(k.startswith("eval_") for k in logs):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -21,10 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .errors import InputError
 from .losses import BIDIRECTIONAL_LOSSES as BIDIRECTIONAL
 from .losses import CACHED_LOSSES as CACHED
-from .losses import LOSS_NAMES
-from .trainer_args import clashing_extra_args
+from .losses import LOSS_NAMES, WRAPPER_NAMES, WRAPPER_OPTIONS, WRAPPERS
+from .trainer_args import TrainingConfig
 
 LossName = Literal[LOSS_NAMES]  # the loss registry's names
+WrapperName = Literal[WRAPPER_NAMES]  # the wrapper registry's names
 
 
 class Section(BaseModel):
@@ -133,8 +134,32 @@ class LossConfig(Section):
     """Cached losses only: texts embedded at once (default 32). Bounds memory, not the loss."""
     gather_across_devices: bool = False
     """Multi-GPU: all-gather embeddings so every process sees the whole world batch as negatives."""
-    matryoshka_dims: list[int] | None = None
-    """Wrap the loss in MatryoshkaLoss with these dimensions (e.g. [384, 256, 128, 64])."""
+
+    # The wrapper and its options: sentence-transformers' loss modifiers, their arguments under their own names.
+    wrapper: WrapperName | None = None
+    """Wrap the loss in a sentence-transformers loss modifier: ``matryoshka`` (MatryoshkaLoss: the loss at each of
+    ``matryoshka_dims``, so embeddings can be truncated), ``adaptive_layer`` (AdaptiveLayerLoss: the loss at
+    earlier layers too, so the model can be cut short) or ``matryoshka2d`` (Matryoshka2dLoss: both). Default:
+    ``matryoshka`` when ``matryoshka_dims`` is given, else none. The layer wrappers need a transformer model and
+    an uncached loss (mnbrl, mnrl): they cannot wrap a GradCache loss."""
+    matryoshka_dims: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=1)
+    """matryoshka, matryoshka2d: the embedding dimensions to train, largest first (e.g. [384, 256, 128, 64])."""
+    matryoshka_weights: list[float] | None = None
+    """matryoshka, matryoshka2d: the weight of each dimension's loss (default 1 each)."""
+    n_dims_per_step: int | None = None
+    """matryoshka, matryoshka2d: dimensions drawn per step (-1: all; default -1 for matryoshka, 1 for matryoshka2d)."""
+    n_layers_per_step: int | None = None
+    """adaptive_layer, matryoshka2d: earlier layers drawn per step besides the last (-1: all; default 1)."""
+    last_layer_weight: float | None = Field(None, ge=0)
+    """adaptive_layer, matryoshka2d: weight of the last layer's loss (default 1)."""
+    prior_layers_weight: float | None = Field(None, ge=0)
+    """adaptive_layer, matryoshka2d: weight of the earlier layers' losses (default 1)."""
+    kl_div_weight: float | None = Field(None, ge=0)
+    """adaptive_layer, matryoshka2d: weight of the KL divergence between earlier layers and the last (default 1)."""
+    kl_temperature: float | None = Field(None, ge=0)
+    """adaptive_layer, matryoshka2d: temperature of that KL divergence (default 0.3; 0 leaves the term out)."""
+    layer_weighting: Literal["uniform", "log", "linear"] | None = None
+    """adaptive_layer, matryoshka2d: how earlier layers' losses are weighted by depth (default uniform)."""
 
     @model_validator(mode="after")
     def _options_apply(self) -> LossConfig:
@@ -145,9 +170,30 @@ class LossConfig(Section):
             problems.append(f"doc_doc_mask applies only to the bidirectional losses (mnbrl, cmnbrl), not {self.name}")
         if self.mini_batch_size is not None and self.name not in CACHED:
             problems.append(f"mini_batch_size applies only to the cached losses (cmnbrl, cmnrl), not {self.name}")
+        wrapper = self.resolved_wrapper
+        spec = WRAPPERS[wrapper] if wrapper else None
+        for option in WRAPPER_OPTIONS:
+            if getattr(self, option) is not None and (spec is None or option not in spec.options):
+                takers = ", ".join(name for name, w in WRAPPERS.items() if option in w.options)
+                problems.append(f"{option} applies only to the wrappers {takers}, not {wrapper or 'none'}")
+        if spec is not None:
+            problems += [f"wrapper {wrapper} needs {o}" for o in spec.required if getattr(self, o) is None]
+            if self.name in CACHED and not spec.wraps_cached:
+                problems.append(
+                    f"wrapper {wrapper} cannot wrap a cached loss ({self.name}): it runs the loss once per layer, "
+                    f"which GradCache's deferred backward does not allow; use {self.name[1:]}, or wrapper matryoshka"
+                )
+        dims, weights = self.matryoshka_dims, self.matryoshka_weights
+        if dims and weights and len(weights) != len(dims):
+            problems.append("matryoshka_weights needs one weight per dimension of matryoshka_dims")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def resolved_wrapper(self) -> str | None:
+        """The wrapper: ``wrapper``, or ``matryoshka`` when only ``matryoshka_dims`` is given."""
+        return self.wrapper or ("matryoshka" if self.matryoshka_dims else None)
 
     @property
     def resolved_scale(self) -> float:
@@ -163,50 +209,15 @@ class LossConfig(Section):
             "similarity": self.similarity,
             "gather_across_devices": self.gather_across_devices,
             "matryoshka_dims": self.matryoshka_dims,
+            "wrapper": self.resolved_wrapper,
         }
+        # the wrapper's options that were given; the others keep the wrapper's own defaults
+        out |= {k: getattr(self, k) for k in WRAPPER_OPTIONS if getattr(self, k) is not None and k != "matryoshka_dims"}
         if self.name in BIDIRECTIONAL:
             out["doc_doc_mask"] = self.doc_doc_mask or "same_query"
         if self.name in CACHED:
             out["mini_batch_size"] = self.mini_batch_size or 32
         return out
-
-
-class TrainingConfig(Section):
-    seed: int = 42
-    """Seed of model initialisation, data order and dropout."""
-    batch_size: int = Field(64, ge=1)
-    """Examples per batch on each device; the in-batch negatives come from it."""
-    epochs: float = Field(1.0, gt=0)
-    """Passes over the training data (ignored when ``max_steps`` is set)."""
-    max_steps: int | None = Field(None, ge=1)
-    """Stop after this many optimizer steps."""
-    learning_rate: float = Field(2e-5, gt=0)
-    """Peak learning rate."""
-    lr_scheduler: str = "linear"
-    """Learning-rate schedule after warm-up (transformers' names: linear, cosine, constant, ...)."""
-    warmup_ratio: float = Field(0.1, ge=0, le=1)
-    """Fraction of the steps spent warming the learning rate up from 0."""
-    weight_decay: float = Field(0.0, ge=0)
-    """AdamW weight decay."""
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
-    """Mixed precision (fp16 needs a GPU)."""
-    batch_sampler: Literal["no_duplicates", "no_duplicates_hashed", "batch_sampler"] = "no_duplicates"
-    """``no_duplicates`` keeps duplicate texts out of a batch (they would be false negatives);
-    ``no_duplicates_hashed`` does it with less memory; ``batch_sampler`` is the plain sampler."""
-    logging_steps: int = Field(10, ge=1)
-    """Write a train_log.jsonl line every this many steps."""
-    save_steps: int = Field(500, ge=1)
-    """Save a resumable checkpoint every this many steps."""
-    save_total_limit: int | None = Field(2, ge=1)
-    """Checkpoints kept (oldest deleted first); null keeps all."""
-    eval_steps: int | None = Field(None, ge=1)
-    """Report the held-out loss (``data.eval_fraction``) and run ``evaluation.during_training`` this often."""
-    dataloader_workers: int = Field(0, ge=0)
-    """Data-loading worker processes."""
-    extra_args: dict[str, Any] = Field(default_factory=dict)
-    """Passed through to SentenceTransformerTrainingArguments as is, for anything not above
-    (e.g. ``gradient_accumulation_steps``, ``optim``, ``max_grad_norm``). Arguments that a field above or
-    bidir itself sets (``trainer_args.TRAINER_ARGS``) are refused here, saying where they come from."""
 
 
 class EvaluationConfig(Section):
@@ -249,7 +260,12 @@ class Config(Section):
             problems.append("training.eval_steps: needed when data.eval_fraction > 0")
         if self.evaluation.during_training and (self.training.eval_steps is None or self.evaluation.suite is None):
             problems.append("evaluation.during_training: needs training.eval_steps and evaluation.suite")
-        problems += clashing_extra_args(self.training.extra_args)
+        wrapper = self.loss.resolved_wrapper
+        if wrapper and WRAPPERS[wrapper].needs_layers and self.model.static is not None:
+            problems.append(
+                f"loss.wrapper: {wrapper} needs a transformer model (model.name_or_path); "
+                "a StaticEmbedding model (model.static) has no layers"
+            )
         if problems:
             raise ValueError("\n".join(problems))
         return self

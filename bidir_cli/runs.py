@@ -6,6 +6,7 @@
       config.yaml        the resolved, validated config that ran
       meta.json          format, status, argv, seed, times, versions, device, data identities, loss settings, ...
       train_log.jsonl    one line per logging step
+      tensorboard/       TensorBoard event files (training.report_to: tensorboard)
       checkpoints/       resumable trainer checkpoints
       model/             SentenceTransformer.save() output
       eval/<suite>.json  evaluation results
@@ -100,6 +101,7 @@ class RunMeta:
     data: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
+    push: dict[str, Any] | None = None  # the hub push's outcome (training.push_to_hub), see hub.push_model
     note: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -143,6 +145,10 @@ class RunDir:
     @property
     def train_log(self) -> Path:
         return self.path / "train_log.jsonl"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
 
     @property
     def checkpoints(self) -> Path:

@@ -25,6 +25,7 @@ from .runs import RunDir, RunMeta, checkpoint_step, git_commit, now, prepare_run
 
 if TYPE_CHECKING:
     from .evaluate import EvalSuite
+    from .results import EvalResult
 
 
 class NonFiniteLossError(RuntimeError):
@@ -47,7 +48,7 @@ def train_command(
 
     cfg = load_config(config_path, overrides)
     if problem := precision_problem(cfg.training.precision, torch.cuda.is_available()):
-        raise InputError(f"{config_path}: training.precision: {problem}")
+        raise InputError(f"{config_path}: training.{cfg.training.precision}: {problem}")
     base_dir = Path(config_path).resolve().parent
     run_path = Path(output_dir) if output_dir is not None else Path("runs") / cfg.name
     if dry_run:
@@ -91,9 +92,9 @@ def check_batch_size(cfg: Config, data) -> None:
     if data.concatenate:
         sizes = [("+".join(name for name, _ in sizes), sum(n for _, n in sizes))]
     for name, rows in sizes:
-        if cfg.training.batch_size > rows:
+        if (size := cfg.training.per_device_train_batch_size) > rows:
             raise InputError(
-                f"training.batch_size: {cfg.training.batch_size} is larger than training source {name!r} ({rows} rows)"
+                f"training.per_device_train_batch_size: {size} is larger than training source {name!r} ({rows} rows)"
             )
 
 
@@ -149,10 +150,12 @@ def train(
     from transformers import set_seed
 
     from .losses import build_loss
+    from .model_card import describe_training_data, write_model_card
     from .models import build_model, model_description
 
     set_seed(cfg.training.seed)
     model = build_model(cfg.model, data.texts())
+    describe_training_data(model, data.sources, data.concatenate, cfg.training.hub_model_id)
     try:
         loss = build_loss(model, cfg.loss)
     except ValueError as e:
@@ -205,11 +208,16 @@ def train(
     if is_main_process():
         save_model(model, run.model)
         record(run, meta, trainer, started, "running")  # training done, evaluation to come
-        if suite is not None:
-            final_evaluation(run, suite, cfg.evaluation.batch_size)
+        result, results_file = final_evaluation(run, suite, cfg.evaluation.batch_size) if suite else (None, None)
+        write_model_card(model, run, meta, result, results_file)  # the card carries the final evaluation
         meta.status, meta.ended = "completed", now()
         run.write_meta(meta)
         log(f"run {cfg.name} completed in {meta.wall_time_s:.1f} s: {run.path}")
+        if cfg.training.push_to_hub:  # after the final evaluation; a failed push leaves the run completed
+            from .hub import push_model
+
+            meta.push = push_model(model, run, cfg.training)
+            run.write_meta(meta)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return run
@@ -219,7 +227,7 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def final_evaluation(run: RunDir, suite: EvalSuite, batch_size: int) -> None:
+def final_evaluation(run: RunDir, suite: EvalSuite, batch_size: int) -> tuple[EvalResult, Path]:
     """Evaluate the saved model as ``bidir eval RUN`` would (same numbers), write its results file, print its table.
 
     The model is loaded again from ``run/model``, so the results describe the files a user evaluates later.
@@ -231,8 +239,10 @@ def final_evaluation(run: RunDir, suite: EvalSuite, batch_size: int) -> None:
 
     model, model_info, _ = load_for_evaluation(str(run.path))
     result = evaluate(model, suite.datasets, suite=suite.suite, model_info=model_info, batch_size=batch_size)
-    log(f"results written to {result.store(run.results_file(result.stem), numbered=True)}")
+    path = result.store(run.results_file(result.stem), numbered=True)
+    log(f"results written to {path}")
     render_eval(result, results_console())
+    return result, path
 
 
 def record(run: RunDir, meta: RunMeta, trainer, started: float, status: str, note: str | None = None) -> None:
@@ -288,22 +298,29 @@ def truncate_log(log: Path, step: int) -> None:
 
 
 def training_arguments(cfg: Config, data, run: RunDir):
-    """SentenceTransformerTrainingArguments from the config (``trainer_args.TRAINER_ARGS``, then ``extra_args``).
+    """SentenceTransformerTrainingArguments from the training section and ``trainer_args.TRAINER_ARGS``.
 
-    Built before the run directory exists, so a bad argument fails with exit 2 and leaves nothing behind.
+    Built before the run directory exists, so a bad argument (an unknown name, a bad value, a tracker that is
+    not installed) fails with exit 2 and leaves nothing behind.
     """
     import dataclasses
+    import difflib
 
     import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     from .trainer_args import RunContext, trainer_arguments
 
-    known = {f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments) if f.init}
-    unknown = [f"training.extra_args.{k}: not an argument of SentenceTransformerTrainingArguments"
-               for k in cfg.training.extra_args if k not in known]  # fmt: skip
-    if unknown:
-        raise InputError(unknown[0] if len(unknown) == 1 else f"{len(unknown)} problems", problems=unknown)
+    known = sorted(f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments) if f.init)
+    problems = []
+    for key in cfg.training.model_extra or {}:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else "not an argument of SentenceTransformerTrainingArguments"
+            problems.append(f"training.{key}: unknown key ({hint})")
+    problems += tracker_problems(cfg.training.report_to)
+    if problems:
+        raise InputError(problems[0] if len(problems) == 1 else f"{len(problems)} problems", problems=problems)
     prompts = {}
     if cfg.model.query_prompt:
         prompts["anchor"] = cfg.model.query_prompt
@@ -317,8 +334,27 @@ def training_arguments(cfg: Config, data, run: RunDir):
         raise InputError(f"training: invalid trainer arguments: {e}") from None
 
 
+def tracker_problems(report_to: str | list[str]) -> list[str]:
+    """``training.report_to`` names that transformers does not know or whose package is not installed (the
+    trainer would only find out when it starts, after the run directory exists)."""
+    from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+
+    installed = get_available_reporting_integrations()
+    problems = []
+    for name in [report_to] if isinstance(report_to, str) else report_to:
+        if name in ("none", "all"):
+            continue
+        if name not in INTEGRATION_TO_CALLBACK:
+            known = ", ".join(sorted(INTEGRATION_TO_CALLBACK))
+            problems.append(f"training.report_to: {name} is not a tracker that transformers knows ({known})")
+        elif name not in installed:
+            problems.append(f"training.report_to: {name} is not installed (pip install {name})")
+    return problems
+
+
 def make_trainer(cfg: Config, model, loss, data, run: RunDir, args, suite: EvalSuite | None):
     """SentenceTransformerTrainer with our arguments and callbacks (log file, progress on stderr)."""
+    from transformers.integrations import TensorBoardCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from .callbacks import ProgressBar, TrainLog
@@ -333,13 +369,30 @@ def make_trainer(cfg: Config, model, loss, data, run: RunDir, args, suite: EvalS
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(TrainLog(run.train_log, loss, is_main_process()))
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):  # the run directory, not checkpoints/runs/<date_host>
+            callback.logging_dir = str(run.tensorboard)
+    trainer.add_callback(TrainLog(run.train_log, is_main_process()))
     trainer.add_callback(ProgressBar())
     return trainer
 
 
 class BidirTrainer(SentenceTransformerTrainer):
-    """Stops at the first non-finite loss, naming the step (the trainer would log it and carry on)."""
+    """Stops at the first non-finite loss, naming the step (the trainer would log it and carry on), and adds the
+    bidirectional losses' partition shares to the trainer's logs, so that every tracker and callback gets them."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        from .losses import partition_tracker
+
+        super().__init__(*args, **kwargs)
+        self.partition = partition_tracker(self.loss)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        from .callbacks import partition_logs
+
+        if "loss" in logs and self.partition is not None and (shares := self.partition.pop()) is not None:
+            logs = {**logs, **partition_logs(shares)}  # the shares since the previous training log
+        super().log(logs, start_time)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)

@@ -202,29 +202,29 @@ def test_an_explicit_null_against_a_value_is_a_difference_and_an_absent_key_is_n
 
 def test_a_bad_pass_through_argument_fails_at_dry_run_and_leaves_no_directory(tmp_path):
     config = tiny_config(tmp_path)
-    bogus = ("--set", "training.extra_args.bogus_arg=1")
+    bogus = ("--set", "training.bogus_arg=1")
     dry = run_train(str(config), "--dry-run", *bogus)
-    assert dry.exit_code == 2 and "training.extra_args.bogus_arg" in dry.stderr
+    assert dry.exit_code == 2 and "training.bogus_arg: unknown key" in dry.stderr
 
     out = tmp_path / "run"
     real = run_train(str(config), "--output-dir", str(out), *bogus)
-    assert real.exit_code == 2 and "training.extra_args.bogus_arg" in real.stderr
+    assert real.exit_code == 2 and "training.bogus_arg: unknown key" in real.stderr
     assert not out.exists()
 
 
-@pytest.mark.parametrize("key", ["save_strategy", "eval_strategy", "output_dir"])
+@pytest.mark.parametrize("key", ["save_strategy", "eval_strategy", "output_dir", "data_seed", "hub_strategy"])
 def test_arguments_bidir_owns_are_refused_up_front(tmp_path, key):
     config = tiny_config(tmp_path)
     out = tmp_path / "run"
-    result = run_train(str(config), "--output-dir", str(out), "--set", f"training.extra_args.{key}=no")
-    assert result.exit_code == 2 and f"{key} is set by bidir" in result.stderr
+    result = run_train(str(config), "--output-dir", str(out), "--set", f"training.{key}=no")
+    assert result.exit_code == 2 and f"training.{key}: set by bidir" in result.stderr
     assert not out.exists()
 
 
 def test_an_invalid_value_of_a_real_argument_is_refused_before_the_run(tmp_path):
     config = tiny_config(tmp_path)
     out = tmp_path / "run"
-    result = run_train(str(config), "--output-dir", str(out), "--set", "training.extra_args.optim=no_such_optimizer")
+    result = run_train(str(config), "--output-dir", str(out), "--set", "training.optim=no_such_optimizer")
     assert result.exit_code == 2 and "invalid trainer arguments" in result.stderr
     assert not out.exists()
 
@@ -237,14 +237,14 @@ def test_fp16_is_refused_on_a_cpu_in_training_and_evaluation_with_the_same_rule(
 
     if torch.cuda.is_available():
         pytest.skip("the rule refuses fp16 only without a CUDA device")
-    config = tiny_config(tmp_path, training={"precision": "fp16"})
+    config = tiny_config(tmp_path, training={"fp16": True})
     out = tmp_path / "run"
     trained = run_train(str(config), "--output-dir", str(out))
     folder = write_beir(tmp_path / "mini", *make_collection(seed=2, docs=40))
     evaluated = bidir_eval(tiny_bert_path, "--suite", folder, "--precision", "fp16")
     rule = "fp16 needs a CUDA device; on a CPU use bf16 or fp32"
     assert trained.exit_code == evaluated.exit_code == 2
-    assert rule in trained.stderr and rule in evaluated.stderr and "training.precision" in trained.stderr
+    assert rule in trained.stderr and rule in evaluated.stderr and "training.fp16" in trained.stderr
     assert not out.exists()
 
 

@@ -591,6 +591,75 @@ def test_build_loss_returns_each_loss_and_wraps_matryoshka(tiny_bert, name, cls)
     assert build_loss(tiny_bert, _Cfg(name=name, scale=33.0)).scale == 33.0
 
 
+# Each wrapper with options other than its defaults, and the same wrapper assembled by hand from sentence-transformers.
+WRAPPER_CASES = {
+    "matryoshka": (
+        {"matryoshka_dims": [32, 16, 8], "matryoshka_weights": [1.0, 0.5, 0.25]},
+        lambda m, inner: MatryoshkaLoss(m, inner, [32, 16, 8], matryoshka_weights=[1.0, 0.5, 0.25]),
+        lambda m, inner: MatryoshkaLoss(m, inner, [32, 16, 8]),
+    ),
+    "matryoshka2d": (
+        {"matryoshka_dims": [32, 16], "n_layers_per_step": -1, "n_dims_per_step": -1, "last_layer_weight": 2.0,
+         "kl_temperature": 0.5},
+        lambda m, inner: Matryoshka2dLoss(m, inner, [32, 16], n_layers_per_step=-1, n_dims_per_step=-1,
+                                          last_layer_weight=2.0, kl_temperature=0.5),
+        lambda m, inner: Matryoshka2dLoss(m, inner, [32, 16], n_layers_per_step=-1, n_dims_per_step=-1),
+    ),
+    "adaptive_layer": (
+        {"n_layers_per_step": -1, "prior_layers_weight": 0.5, "kl_div_weight": 2.0, "layer_weighting": "linear"},
+        lambda m, inner: AdaptiveLayerLoss(m, inner, n_layers_per_step=-1, prior_layers_weight=0.5, kl_div_weight=2.0,
+                                           layer_weighting="linear"),
+        lambda m, inner: AdaptiveLayerLoss(m, inner, n_layers_per_step=-1),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("wrapper", list(WRAPPER_CASES))
+def test_build_loss_wraps_as_the_config_says_equal_to_a_hand_assembled_wrapper(tiny_bert, wrapper):
+    options, by_hand, with_defaults = WRAPPER_CASES[wrapper]
+    tiny_bert.eval()  # no dropout: the three losses see the same embeddings
+    features = features_for(tiny_bert, batch_of(8, 3))
+    built = build_loss(tiny_bert, _Cfg(name="mnbrl", scale=25.0, doc_doc_mask="self", wrapper=wrapper, **options))
+    inner = MultipleNegativesBidirectionalRankingLoss(tiny_bert, scale=25.0, doc_doc_mask="self")
+    hand = by_hand(tiny_bert, inner)
+    assert type(built) is type(hand)
+    reference = hand(features, None).item()
+    assert built(features, None).item() == pytest.approx(reference, rel=1e-6)
+    # the options reached the wrapper: with its defaults the value differs
+    assert with_defaults(tiny_bert, inner)(features, None).item() != pytest.approx(reference, rel=1e-4)
+
+
+def test_matryoshka_dims_alone_mean_the_matryoshka_wrapper():
+    cfg = _Cfg(name="mnbrl", matryoshka_dims=[32, 16])
+    assert cfg.resolved_wrapper == "matryoshka" and cfg.settings()["wrapper"] == "matryoshka"
+
+
+@pytest.mark.parametrize("wrapper", ["matryoshka2d", "adaptive_layer"])
+def test_layer_wrappers_refuse_a_cached_loss(wrapper):
+    from pydantic import ValidationError
+
+    options = {"matryoshka_dims": [32, 16]} if wrapper == "matryoshka2d" else {}
+    with pytest.raises(ValidationError, match=f"wrapper {wrapper} cannot wrap a cached loss \\(cmnbrl\\)"):
+        _Cfg(name="cmnbrl", wrapper=wrapper, **options)
+    _Cfg(name="cmnbrl", wrapper="matryoshka", **{"matryoshka_dims": [32, 16]})  # MatryoshkaLoss wraps it
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"wrapper": "matryoshka2d"}, "wrapper matryoshka2d needs matryoshka_dims"),
+        ({"matryoshka_dims": [32, 16], "n_layers_per_step": 2}, "n_layers_per_step applies only to the wrappers"),
+        ({"kl_temperature": 0.3}, "kl_temperature applies only to the wrappers matryoshka2d, adaptive_layer, not none"),
+        ({"matryoshka_dims": [32, 16], "matryoshka_weights": [1.0]}, "one weight per dimension"),
+    ],
+)
+def test_wrapper_options_are_checked_against_the_wrapper(options, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        _Cfg(name="mnbrl", **options)
+
+
 def test_baseline_mnrl_is_standard_infonce():
     """The baseline is unchanged sentence-transformers MNRL: q->d only, checked by hand."""
     gen = torch.Generator().manual_seed(6)

@@ -305,7 +305,7 @@ def test_identity_lands_in_a_runs_meta_json(tmp_path, static_dir):
         "model": {"static": {"tokenizer": "train", "vocab_size": 200, "dim": 16}},
         "data": {"train": [{"source": str(out)}]},
         "loss": {"name": "mnbrl"},
-        "training": {"batch_size": 8, "max_steps": 2, "logging_steps": 1, "save_steps": 2},
+        "training": {"per_device_train_batch_size": 8, "max_steps": 2, "logging_steps": 1, "save_steps": 2},
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = tmp_path / "run"

@@ -134,11 +134,13 @@ def test_compare_formats_are_one_table_used_by_help_and_command():
     assert result.exit_code == 2 and all(name in result.output for name in FORMATS)
 
 
-def test_extra_args_that_a_config_field_or_bidir_sets_are_refused_saying_where():
-    from bidir_cli.trainer_args import TRAINER_ARGS, clashing_extra_args
+def test_training_names_that_bidir_sets_or_renamed_are_refused_saying_why():
+    from bidir_cli.trainer_args import TRAINER_ARGS, TrainingConfig, refused_training_keys
 
-    problems = clashing_extra_args({"learning_rate": 1, "save_strategy": "no", "gradient_accumulation_steps": 2})
-    assert problems == [
-        "training.extra_args: learning_rate must be set through the training section (training.learning_rate)",
-        f"training.extra_args: save_strategy is set by {TRAINER_ARGS['save_strategy'][0]}, not by the config",
-    ]
+    keys = ["learning_rate", "save_strategy", "gradient_accumulation_steps", "batch_size", "multi_dataset_batch_sampler",
+            "push_to_hub"]  # fmt: skip
+    assert refused_training_keys(keys, set(TrainingConfig.model_fields)) == {
+        "save_strategy": f"set by {TRAINER_ARGS['save_strategy'][0]}, not by the config",
+        "batch_size": "renamed per_device_train_batch_size",
+        "multi_dataset_batch_sampler": "set through data.sampling",
+    }  # push_to_hub is a training field: bidir reads it (and pushes itself), the table gives the trainer False

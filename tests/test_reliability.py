@@ -79,11 +79,15 @@ TRAIN_CASES = [
     ("yaml-syntax", cfg_text("name: x\nmodel: {static: {tokenizer: train\nloss: [\n"), "line 3, column"),
     ("unknown-key", cfg_with(loss__tempreature=0.05), "loss.tempreature: unknown key (did you mean temperature?)"),
     ("unknown-section", cfg_with(trainng={"seed": 1}), "trainng: unknown key (did you mean training?)"),
-    ("wrong-type", cfg_with(training__batch_size="many"), "training.batch_size: Input should be a valid integer"),
+    (
+        "wrong-type",
+        cfg_with(training__per_device_train_batch_size="many"),
+        "training.per_device_train_batch_size: Input should be a valid integer",
+    ),
     (
         "out-of-range",
-        cfg_with(training__batch_size=0),
-        "training.batch_size: Input should be greater than or equal to 1",
+        cfg_with(training__per_device_train_batch_size=0),
+        "training.per_device_train_batch_size: Input should be greater than or equal to 1",
     ),
     ("negative-lr", cfg_with(training__learning_rate=-1), "training.learning_rate: Input should be greater than 0"),
     ("unknown-loss", cfg_with(loss__name="infonce"), "loss.name: Input should be 'mnbrl', 'cmnbrl', 'mnrl' or 'cmnrl'"),
@@ -148,7 +152,7 @@ TRAIN_CASES = [
     (
         "batch-larger-than-data",
         data_file("d.jsonl", ROWS, limit=1),
-        "training.batch_size: 8 is larger than training source 'd' (1 rows)",
+        "training.per_device_train_batch_size: 8 is larger than training source 'd' (1 rows)",
     ),
     (
         "limit-and-sample",
@@ -160,10 +164,21 @@ TRAIN_CASES = [
         cfg_with(data__train=[{"source": "pairs.jsonl"}, {"source": "pairs.jsonl"}]),
         "several sources are named pairs",
     ),
+    ("old-name", cfg_with(training__batch_size=8), "training.batch_size: renamed per_device_train_batch_size"),
     (
-        "extra-args-clash",
-        cfg_with(training__extra_args={"learning_rate": 1}),
-        "learning_rate must be set through the training section",
+        "old-extra-args",
+        cfg_with(training__extra_args={"optim": "sgd"}),
+        "training.extra_args: removed: give its keys directly under training",
+    ),
+    ("owned-argument", cfg_with(training__output_dir="x"), "training.output_dir: set by bidir"),
+    ("token-in-config", cfg_with(training__hub_token="hf_x"), "training.hub_token: refused: set the HF_TOKEN"),
+    ("unknown-trainer-argument", cfg_with(training__learnig_rate=1), "training.learnig_rate: unknown key (did you"),
+    ("push-without-repo", cfg_with(training__push_to_hub=True), "push_to_hub needs hub_model_id"),
+    ("tracker-unknown", cfg_with(training__report_to=["tensorbored"]), "tensorbored is not a tracker"),
+    (
+        "layer-wrapper-static",
+        cfg_with(loss__wrapper="adaptive_layer"),
+        "loss.wrapper: adaptive_layer needs a transformer model (model.name_or_path)",
     ),
     (
         "missing-eval-suite",
@@ -203,7 +218,7 @@ def test_bad_training_input_is_refused_cleanly(tmp_path, make, expected):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    args = cfg_with(training__batch_size=0)(tmp_path)
+    args = cfg_with(training__per_device_train_batch_size=0)(tmp_path)
     result = CliRunner().invoke(app, ["--debug", "train", *args, "--dry-run"])
     assert result.exit_code == 2 and "Traceback" in result.stderr
 

@@ -40,7 +40,7 @@ def tiny_config(tmp_path: Path, **sections) -> Path:
         "model": {"static": {"tokenizer": "train", "vocab_size": 200, "dim": 16}},
         "data": {"train": [{"source": "pairs.jsonl"}]},
         "loss": {"name": "mnbrl"},
-        "training": {"batch_size": 8, "max_steps": 6, "learning_rate": 0.05, "logging_steps": 2, "save_steps": 2,
+        "training": {"per_device_train_batch_size": 8, "max_steps": 6, "learning_rate": 0.05, "logging_steps": 2, "save_steps": 2,
                      "save_total_limit": None},
     }  # fmt: skip
     for key, value in sections.items():
@@ -106,7 +106,7 @@ def test_meta_json_records_what_ran(tmp_path):
     assert meta["device"] == "cpu"
     assert meta["loss"] == {
         "name": "mnbrl", "scale": 25.0, "similarity": "cosine", "gather_across_devices": False,
-        "matryoshka_dims": None, "doc_doc_mask": "self",
+        "matryoshka_dims": None, "wrapper": None, "doc_doc_mask": "self",
     }  # fmt: skip
     assert meta["train"]["steps"] == 6 and meta["train"]["examples_per_second"] > 0
     assert meta["train"]["peak_memory_bytes"] > 0 and meta["wall_time_s"] > 0
@@ -156,9 +156,9 @@ def test_set_overrides_are_typed_by_the_schema(tmp_path):
 
 
 def test_set_with_a_wrong_type_names_the_field(tmp_path):
-    result = run_train(str(tiny_config(tmp_path)), "--set", "training.batch_size=many", "--dry-run")
+    result = run_train(str(tiny_config(tmp_path)), "--set", "training.per_device_train_batch_size=many", "--dry-run")
     assert result.exit_code == 2
-    assert "training.batch_size" in result.stderr and "Traceback" not in result.stderr
+    assert "training.per_device_train_batch_size" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_dry_run_prints_config_and_sizes_and_trains_nothing(tmp_path):
@@ -167,7 +167,7 @@ def test_dry_run_prints_config_and_sizes_and_trains_nothing(tmp_path):
     result = run_train(str(config), "--output-dir", str(out), "--dry-run")
     assert result.exit_code == 0, result.output
     printed = result.stdout
-    assert yaml.safe_load(printed.split("training data")[0])["training"]["batch_size"] == 8
+    assert yaml.safe_load(printed.split("training data")[0])["training"]["per_device_train_batch_size"] == 8
     assert "pairs" in printed and "64" in printed
     assert not out.exists()
 
@@ -236,7 +236,7 @@ def test_concatenated_sources_train_as_one_dataset(tmp_path):
     config = tiny_config(tmp_path)
     data = yaml.safe_load(config.read_text())
     data["data"] = {"train": [{"source": "pairs.jsonl"}, {"source": "more.jsonl"}], "sampling": "concatenate"}
-    data["training"]["max_steps"] = None  # one epoch of 80 rows at batch 8: 10 steps
+    data["training"]["max_steps"] = -1  # one epoch of 80 rows at batch 8: 10 steps
     config.write_text(yaml.safe_dump(data))
     out = tmp_path / "run"
     result = run_train(str(config), "--output-dir", str(out))
@@ -306,6 +306,114 @@ def test_held_out_loss_and_retrieval_during_training_are_logged(tmp_path):
     # The evaluator runs the same code as bidir eval: its last score equals the final evaluation's.
     final = json.loads((out / "eval" / "tiny-beir.json").read_text())["datasets"]["tiny-beir"]["metrics"]["ndcg@10"]
     assert evals[-1]["eval_tiny-beir_ndcg@10"] == pytest.approx(final, abs=1e-9)
+
+
+# --- training: speaks SentenceTransformerTrainingArguments' names ---------------------------------------------------
+
+
+def test_every_training_field_and_table_entry_is_a_sentence_transformers_argument():
+    import dataclasses
+
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    from bidir_cli.trainer_args import RENAMED, TRAINER_ARGS, TrainingConfig
+
+    arguments = {f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments) if f.init}
+    assert set(TrainingConfig.model_fields) <= arguments
+    assert set(TRAINER_ARGS) <= arguments
+    assert {new.split()[0].rstrip(":") for new in RENAMED.values()} <= arguments  # each message names a real one
+
+
+def test_the_issue_dry_run_with_sentence_transformers_names_and_the_old_names_refused():
+    names = ("--set", "training.num_train_epochs=1", "--set", "training.per_device_train_batch_size=128")
+    result = run_train(str(ROOT / "configs" / "quickstart.yaml"), *names, "--dry-run")
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load(result.stdout.split("training data")[0])["training"]
+    assert resolved["num_train_epochs"] == 1 and resolved["per_device_train_batch_size"] == 128
+
+    old = ("--set", "training.epochs=1", "--set", "training.batch_size=128", "--set", "training.warmup_ratio=0.1")
+    result = run_train(str(ROOT / "configs" / "quickstart.yaml"), *old, "--dry-run")
+    assert result.exit_code == 2
+    for line in (
+        "training.epochs: renamed num_train_epochs",
+        "training.batch_size: renamed per_device_train_batch_size",
+        "training.warmup_ratio: renamed warmup_steps (a float below 1 is a ratio of the total steps)",
+    ):
+        assert line in result.stderr  # every old name at once, each naming its new one
+
+
+def test_pass_through_arguments_reach_the_trainer_and_warmup_below_one_is_a_ratio(tmp_path):
+    config = tiny_config(
+        tmp_path,
+        training={"gradient_accumulation_steps": 2, "warmup_steps": 0.5, "lr_scheduler_type": "linear",
+                  "max_grad_norm": 0.5, "learning_rate": 0.06},
+    )  # fmt: skip
+    out = tmp_path / "run"
+    result = run_train(str(config), "--output-dir", str(out))
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "meta.json").read_text())
+    # 64 rows at 8 per batch, 2 batches per optimizer step: 4 steps an epoch, so 6 steps are 1.5 epochs
+    assert meta["train"]["steps"] == 6 and meta["train"]["epochs"] == pytest.approx(1.5)
+    # warmup_steps 0.5 of 6 steps: 3 steps up to 0.06, then linearly down to 0 at step 6. The rate logged at
+    # step s is the one its update used, the schedule's value after s - 1 steps.
+    lr = {line["step"]: line["learning_rate"] for line in map(json.loads, (out / "train_log.jsonl").open())}
+    assert lr == pytest.approx({2: 0.06 * 1 / 3, 4: 0.06, 6: 0.06 * 1 / 3})
+    assert yaml.safe_load((out / "config.yaml").read_text())["training"]["gradient_accumulation_steps"] == 2
+
+
+def test_tensorboard_gets_loss_learning_rate_and_partition_shares_in_the_run_directory(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny_config(tmp_path, training={"report_to": ["tensorboard"]})
+    out = tmp_path / "run"
+    result = run_train(str(config), "--output-dir", str(out))
+    assert result.exit_code == 0, result.output
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert not (out / "checkpoints" / "runs").exists()  # not transformers' default folder
+
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+
+    def scalars(tag):
+        return {e.step: e.value for e in events.Scalars(tag)}
+
+    log = {line["step"]: line for line in map(json.loads, (out / "train_log.jsonl").open())}
+    assert scalars("train/loss") == pytest.approx({s: line["loss"] for s, line in log.items()}, rel=1e-6)
+    assert scalars("train/learning_rate") == pytest.approx({s: line["learning_rate"] for s, line in log.items()})
+    blocks = {"q->d": "q_to_d", "q->q": "q_to_q", "d->q": "d_to_q", "d->d": "d_to_d", "positive": "positive"}
+    shares = {block: scalars(f"train/partition/{tag}") for block, tag in blocks.items()}
+    for step in (2, 4, 6):
+        assert sum(shares[b][step] for b in ("q->d", "q->q", "d->q", "d->d")) == pytest.approx(1.0, abs=1e-5)
+        assert 0 < shares["positive"][step] <= 0.5
+        for block in blocks:  # the same numbers as train_log.jsonl (TensorBoard stores float32)
+            assert shares[block][step] == pytest.approx(log[step]["partition"][block], rel=1e-6)
+
+
+def test_a_tracker_that_is_not_installed_is_refused_before_the_run(tmp_path):
+    from transformers.integrations import get_available_reporting_integrations
+
+    if "wandb" in get_available_reporting_integrations():
+        pytest.skip("wandb is installed here")
+    out = tmp_path / "run"
+    result = run_train(str(tiny_config(tmp_path, training={"report_to": "wandb"})), "--output-dir", str(out))
+    assert result.exit_code == 2 and "training.report_to: wandb is not installed" in result.stderr
+    assert not out.exists()
+
+
+def test_a_layer_wrapper_from_the_config_trains_a_transformer(tmp_path, tiny_bert_path):
+    config = tiny_config(
+        tmp_path,
+        model={"name_or_path": str(tiny_bert_path), "static": None},
+        loss={"name": "mnbrl", "wrapper": "matryoshka2d", "matryoshka_dims": [32, 16], "n_layers_per_step": -1},
+        training={"max_steps": 2, "save_steps": 2},
+    )
+    out = tmp_path / "run"
+    result = run_train(str(config), "--output-dir", str(out))
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["loss"]["wrapper"] == "matryoshka2d" and meta["loss"]["n_layers_per_step"] == -1
+    (line,) = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert line["step"] == 2 and "partition" in line  # the shares are found inside both wrappers
 
 
 def test_sample_draws_a_fixed_random_subset_in_file_order(tmp_path):
