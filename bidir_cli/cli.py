@@ -107,6 +107,13 @@ def eval_(
         Path | None, typer.Option("--cache-dir", help="Corpus-embedding cache (default: ~/.cache/bidir/embeddings).")
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
+    graded: Annotated[
+        bool,
+        typer.Option(
+            "--graded",
+            help="Show nDCG@10 with graded relevance (ndcg@10_graded, always saved); graded qrels in --run-file.",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate a model on NanoBEIR or any BEIR-format suite (nDCG@10 and more, per query)."""
 
@@ -124,6 +131,7 @@ def eval_(
             precision=precision,
             cache_dir=cache_dir,
             use_cache=not no_cache,
+            graded=graded,
         )
 
     run_command(body)

@@ -69,7 +69,7 @@ def evaluate_dataset(
     rankings = search(query_embeddings, corpus_embeddings, model.similarity, dataset.corpus_ids)
     per_query: dict[str, list[float]] = {name: [] for name in METRIC_NAMES}
     for query_id, ranking in zip(dataset.query_ids, rankings, strict=True):
-        values = query_metrics([dataset.corpus_ids[i] for i in ranking], dataset.relevant(query_id))
+        values = query_metrics([dataset.corpus_ids[i] for i in ranking], dataset.qrels[query_id])
         for name, value in values.items():
             per_query[name].append(value)
     metrics = {name: sum(values) / len(values) for name, values in per_query.items()}
@@ -98,6 +98,7 @@ def evaluate(
     precision: str = "fp32",
     backend: str = "bidir",
     cache: EmbeddingCache | None = None,
+    graded: bool = False,
 ) -> EvalResult:
     """Evaluate a loaded model on loaded datasets; the importable core of ``bidir eval``.
 
@@ -111,6 +112,7 @@ def evaluate(
         precision: ``fp32``, ``fp16`` (CUDA only) or ``bf16``.
         backend: ``bidir``, or ``mteb`` to add mteb's nDCG@10 of the same data (``extra["mteb"]``).
         cache: Corpus-embedding cache, or None.
+        graded: Show graded nDCG@10 in the table (``ndcg@10_graded`` is computed and saved either way).
     """
     settings = {
         "batch_size": batch_size,
@@ -123,6 +125,7 @@ def evaluate(
         "prompts": dict(model.prompts),
         "top_k": TOP_K,
         "embedding_cache": str(cache.root) if cache else None,
+        "graded": graded,
     }
     results = {}
     for dataset in datasets:
@@ -178,6 +181,7 @@ def eval_command(
     precision: str = "fp32",
     cache_dir: Path | None = None,
     use_cache: bool = True,
+    graded: bool = False,
 ) -> EvalResult:
     """``bidir eval``: check the arguments, load the data (fail fast), load the model, evaluate, write, render."""
     from .report import render_eval, results_console
@@ -207,6 +211,7 @@ def eval_command(
         precision=precision,
         backend=backend,
         cache=cache,
+        graded=graded,
     )
     if run:
         log(f"results written to {result.store(run.results_file(result.stem), numbered=True)}")

@@ -15,10 +15,12 @@ from test_retrieval import write_beir, write_nanobeir_copy
 from typer.testing import CliRunner
 
 from bidir_cli.cli import app
-from bidir_cli.metrics import METRIC_NAMES
+from bidir_cli.metrics import METRIC_NAMES, METRICS
 from bidir_cli.results import EvalResult
 
 runner = CliRunner()
+# The metrics of sentence-transformers' InformationRetrievalEvaluator (binary relevance): all but the graded ones.
+BINARY_METRICS = [m.name for m in METRICS if not m.graded]
 
 
 def bidir_eval(*args: str):
@@ -71,7 +73,7 @@ def ir_evaluator(model, corpus: list[dict], queries: list[dict], qrels: list[tup
         batch_size=64,
     )
     scores = evaluator(model)
-    return {name: scores[f"{model.similarity_fn_name}_{name}"] for name in METRIC_NAMES}
+    return {name: scores[f"{model.similarity_fn_name}_{name}"] for name in BINARY_METRICS}
 
 
 def dcg(gains: list[int]) -> float:
@@ -88,8 +90,9 @@ def test_every_metric_equals_information_retrieval_evaluator(tmp_path, tiny_bert
 
     reference = ir_evaluator(tiny_bert, corpus, queries, qrels)
     assert 0 < reference["ndcg@10"] < 1 and 0 < reference["recall@100"] < 1  # a case where ranks matter
-    for name in METRIC_NAMES:
+    for name in BINARY_METRICS:
         assert ours.metrics[name] == pytest.approx(reference[name], abs=1e-6), name
+    for name in METRIC_NAMES:
         per_query = ours.per_query[name]
         assert len(per_query) == len(ours.query_ids)
         assert sum(per_query) / len(per_query) == pytest.approx(ours.metrics[name], abs=1e-12)
@@ -354,5 +357,71 @@ def test_minilm_on_a_shared_collection_equals_information_retrieval_evaluator(tm
 
     reference = ir_evaluator(SentenceTransformer(str(minilm_path), device="cpu"), corpus, queries, qrels)
     assert reference["ndcg@10"] == pytest.approx(0.788, abs=1e-3)  # the figure in shared/data/README.md
-    for name in METRIC_NAMES:
+    for name in BINARY_METRICS:
         assert ours.metrics[name] == pytest.approx(reference[name], abs=1e-6), name
+
+
+# --- Graded relevance: ndcg@10_graded against trec_eval (pytrec_eval through ir_measures) ----------------------
+
+
+def trec_ndcg_at_10(qrels: dict[str, dict[str, int]], rankings: dict[str, list[str]]) -> dict[str, float]:
+    """trec_eval's ndcg_cut.10 per query (graded gains), on rankings given strictly decreasing scores."""
+    import ir_measures
+    from ir_measures import nDCG
+
+    run = {q: {doc: float(len(docs) - i) for i, doc in enumerate(docs)} for q, docs in rankings.items()}
+    return {m.query_id: m.value for m in ir_measures.iter_calc([nDCG @ 10], qrels, run)}
+
+
+def test_graded_ndcg_of_random_rankings_equals_trec_eval():
+    from bidir_cli.metrics import query_metrics
+
+    rng = random.Random(11)
+    qrels, rankings = {}, {}
+    for q in range(40):
+        docs = [f"d{i}" for i in range(30)]
+        judged = rng.sample(docs, rng.randint(1, 12))
+        grades = {d: rng.choice([0, 1, 2, 3]) for d in judged}
+        grades[judged[0]] = rng.choice([1, 2, 3])  # at least one relevant document
+        qrels[f"q{q}"] = grades
+        rankings[f"q{q}"] = rng.sample(docs, 25)
+    reference = trec_ndcg_at_10(qrels, rankings)
+    ours = {q: query_metrics(rankings[q], qrels[q]) for q in qrels}
+    assert {q: m["ndcg@10_graded"] for q, m in ours.items()} == pytest.approx(reference, abs=1e-9)
+    # The binary figure is another number on graded judgements (and equal on binary ones).
+    assert any(abs(m["ndcg@10"] - m["ndcg@10_graded"]) > 0.01 for m in ours.values())
+    binary = {q: {d: int(g > 0) for d, g in grades.items()} for q, grades in qrels.items()}
+    for q in qrels:
+        m = query_metrics(rankings[q], binary[q])
+        assert m["ndcg@10_graded"] == pytest.approx(m["ndcg@10"], abs=1e-12)
+
+
+def test_graded_flag_shows_graded_ndcg_equal_to_trec_eval_on_bidirs_ranking(tmp_path, tiny_bert, tiny_bert_path):
+    import numpy as np
+
+    corpus, queries, qrels = make_collection(seed=12, docs=60)  # grades 0, 1 and 2
+    folder = write_beir(tmp_path / "graded", corpus, queries, qrels)
+    result = bidir_eval(tiny_bert_path, "--suite", folder, "--graded", "--output", tmp_path / "o.json", "--no-cache")
+    assert result.exit_code == 0, result.stderr
+    saved = EvalResult.load(tmp_path / "o.json")
+    ours = saved.datasets["graded"]
+    assert saved.settings["graded"] is True
+    assert "ndcg@10_graded" in result.stdout and f"{ours.metrics['ndcg@10_graded']:.4f}" in result.stdout
+
+    # By hand: cosine similarities, (score desc, id asc), the judgements as written in the qrels file.
+    docs = tiny_bert.encode([f"{d['title']} {d['text']}" if d["title"] else d["text"] for d in corpus])
+    docs = docs / np.linalg.norm(docs, axis=1, keepdims=True)
+    judged = {}
+    for q, d, grade in qrels:
+        judged.setdefault(q, {})[d] = grade
+    rankings = {}
+    for q in queries:
+        if q["_id"] in ours.query_ids:
+            v = tiny_bert.encode(q["text"])
+            scores = docs @ (v / np.linalg.norm(v))
+            order = sorted(range(len(corpus)), key=lambda i: (-scores[i], corpus[i]["_id"]))[:100]
+            rankings[q["_id"]] = [corpus[i]["_id"] for i in order]
+    reference = trec_ndcg_at_10({q: judged[q] for q in rankings}, rankings)
+    per_query = dict(zip(ours.query_ids, ours.per_query["ndcg@10_graded"], strict=True))
+    assert per_query == pytest.approx(reference, abs=1e-6)
+    assert ours.metrics["ndcg@10_graded"] != pytest.approx(ours.metrics["ndcg@10"], abs=1e-3)  # graded data
