@@ -96,7 +96,12 @@ def eval_(
     datasets: Annotated[str | None, typer.Option("--datasets", help="Comma-separated subset of the suite.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Encoding batch size.")] = 64,
     truncate_dim: Annotated[
-        int | None, typer.Option("--truncate-dim", min=1, help="Truncate embeddings (Matryoshka models).")
+        str | None,
+        typer.Option(
+            "--truncate-dim",
+            help="Truncate embeddings (Matryoshka models); several, e.g. 384,128,64, share one encoding and "
+            "each gets its own results file.",
+        ),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", help="Results JSON file to write.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="'bidir', or 'mteb' to cross-check with mteb.")] = "bidir",
@@ -114,6 +119,32 @@ def eval_(
             help="Show nDCG@10 with graded relevance (ndcg@10_graded, always saved); graded qrels in --run-file.",
         ),
     ] = False,
+    query_prompt: Annotated[
+        str | None,
+        typer.Option("--query-prompt", help="Prepend this to every query (replaces the model's 'query' prompt)."),
+    ] = None,
+    document_prompt: Annotated[
+        str | None,
+        typer.Option(
+            "--document-prompt", help="Prepend this to every document (replaces the model's 'document' prompt)."
+        ),
+    ] = None,
+    max_seq_length: Annotated[
+        int | None, typer.Option("--max-seq-length", min=1, help="Truncate inputs to this many tokens.")
+    ] = None,
+    trust_remote_code: Annotated[
+        bool, typer.Option("--trust-remote-code", help="Allow a hub model's own code to run when it loads.")
+    ] = False,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu, cuda, cuda:1, mps (default: a GPU if there is one).")
+    ] = None,
+    model_backend: Annotated[
+        str, typer.Option("--model-backend", help="sentence-transformers' backend: torch, onnx or openvino.")
+    ] = "torch",
+    run_file: Annotated[
+        Path | None,
+        typer.Option("--run-file", help="Write the rankings in TREC format (top 100), and the qrels beside them."),
+    ] = None,
 ) -> None:
     """Evaluate a model on NanoBEIR or any BEIR-format suite (nDCG@10 and more, per query)."""
 
@@ -132,6 +163,13 @@ def eval_(
             cache_dir=cache_dir,
             use_cache=not no_cache,
             graded=graded,
+            query_prompt=query_prompt,
+            document_prompt=document_prompt,
+            max_seq_length=max_seq_length,
+            trust_remote_code=trust_remote_code,
+            device=device,
+            model_backend=model_backend,
+            run_file=run_file,
         )
 
     run_command(body)
