@@ -19,8 +19,7 @@ test any of them for significance. Speed comes from work not done twice, never f
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -29,6 +28,7 @@ from .encode import encode, precision_problem
 from .errors import InputError
 from .io import log
 from .metrics import METRIC_NAMES, PRIMARY_METRIC, TOP_K, query_metrics
+from .model_options import BACKEND_PRECISIONS, apply_overrides, backend_model_kwargs, dataset_prompts, parse_device
 from .models import backend_problem, load_for_evaluation, resolve_model
 from .models import max_seq_length as model_max_seq_length
 from .results import DatasetResult, EvalResult, suite_identity
@@ -44,21 +44,6 @@ if TYPE_CHECKING:
 BACKENDS = ("bidir", "mteb")
 # The packages a results file records (and mteb's version with --backend mteb).
 EVAL_PACKAGES = ("sentence-transformers", "transformers", "torch", "datasets")
-# The precisions each model backend can run: ONNX Runtime runs the exported fp32 graph; OpenVINO takes a
-# precision hint (``INFERENCE_PRECISION_HINT``); torch uses autocast (encode.py).
-BACKEND_PRECISIONS = {"torch": ("fp32", "fp16", "bf16"), "onnx": ("fp32",), "openvino": ("fp32", "bf16")}
-OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16"}
-
-
-@contextmanager
-def dataset_prompts(model: SentenceTransformer, prompts: dict[str, str]) -> Iterator[dict[str, str]]:
-    """The model's prompts with a dataset's own (from a suite file) in force for the block; yields them."""
-    previous = model.prompts
-    model.prompts = {**previous, **prompts}
-    try:
-        yield dict(model.prompts)
-    finally:
-        model.prompts = previous
 
 
 def _embed(
@@ -318,27 +303,6 @@ def parse_truncate_dims(value: str | int | None) -> list[int | None]:
     return dims
 
 
-def parse_device(device: str | None) -> str | None:
-    """``--device``: a torch device (``cpu``, ``cuda``, ``cuda:1``, ``mps``) that exists here, or None (the
-    default: sentence-transformers chooses, a GPU when there is one)."""
-    if device is None:
-        return None
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise InputError(f"--device {device}: not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: no CUDA device here")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise InputError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices")
-    if parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f"--device {device}: MPS is not available here")
-    return device
-
-
 def _output_path(output: Path, dim: int | None, several: bool) -> Path:
     """``--output`` for one truncation of several: ``out.json`` -> ``out--dim64.json``."""
     return output.with_name(f"{output.stem}--dim{dim}{output.suffix}") if several else output
@@ -399,11 +363,12 @@ def eval_command(
         for dataset in loaded:
             check_ids(dataset)
         run_files = run_file_paths(run_file, [d.name for d in loaded], dims)
-    model_kwargs = (
-        {"ov_config": {"INFERENCE_PRECISION_HINT": OPENVINO_HINTS[precision]}} if model_backend == "openvino" else None
-    )
     st_model, model_info, run = load_for_evaluation(
-        model, device=device, trust_remote_code=trust_remote_code, backend=model_backend, model_kwargs=model_kwargs
+        model,
+        device=device,
+        trust_remote_code=trust_remote_code,
+        backend=model_backend,
+        model_kwargs=backend_model_kwargs(model_backend, precision),
     )
     overrides = apply_overrides(st_model, query_prompt=query_prompt, document_prompt=document_prompt,
                                 max_seq_length=max_seq_length)  # fmt: skip
@@ -439,37 +404,3 @@ def eval_command(
             log(f"results written to {result.store(path, numbered=False)}")
         render_eval(result, results_console())
     return results
-
-
-def apply_overrides(
-    model: SentenceTransformer,
-    *,
-    query_prompt: str | None = None,
-    document_prompt: str | None = None,
-    max_seq_length: int | None = None,
-) -> dict[str, Any]:
-    """Set the command line's prompts and maximum sequence length on a loaded model; return what was set.
-
-    A prompt replaces the model's prompt of that name (``query`` or ``document``, the names
-    ``encode_query``/``encode_document`` use); an empty prompt removes it. A suite file's per-dataset prompts
-    still take precedence (:func:`dataset_prompts`).
-
-    Raises:
-        InputError: the maximum sequence length is beyond the model's position embeddings, or the model
-            (a StaticEmbedding) has none.
-    """
-    overrides: dict[str, Any] = {}
-    prompts = {k: v for k, v in (("query", query_prompt), ("document", document_prompt)) if v is not None}
-    if prompts:
-        model.prompts = {**model.prompts, **prompts}
-        overrides |= {f"{kind}_prompt": text for kind, text in prompts.items()}
-    if max_seq_length is not None:
-        if model_max_seq_length(model) is None:
-            raise InputError("--max-seq-length: this model has no maximum sequence length (StaticEmbedding)")
-        config = getattr(getattr(model[0], "auto_model", None), "config", None)
-        limit = getattr(config, "max_position_embeddings", None)
-        if isinstance(limit, int) and max_seq_length > limit:
-            raise InputError(f"--max-seq-length {max_seq_length}: the model has {limit} positions")
-        model.max_seq_length = max_seq_length
-        overrides["max_seq_length"] = max_seq_length
-    return overrides
