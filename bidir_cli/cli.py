@@ -91,7 +91,8 @@ def train(
 def eval_(
     model: Annotated[str, typer.Argument(help="Hub id, model folder, or run directory (then evaluates run/model).")],
     suite: Annotated[
-        str, typer.Option("--suite", help="'nanobeir', a NanoBEIR folder, a BEIR folder, or a suite YAML file.")
+        str,
+        typer.Option("--suite", help="'nanobeir', a NanoBEIR folder, a BEIR folder, a suite YAML file, or demo:NAME."),
     ] = "nanobeir",
     datasets: Annotated[str | None, typer.Option("--datasets", help="Comma-separated subset of the suite.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Encoding batch size.")] = 64,
