@@ -201,6 +201,9 @@ def compare(
         str, typer.Option("--precision", help="Read a run's results of this precision (default: fp32).")
     ] = "fp32",
     backend: Annotated[str, typer.Option("--backend", help="Read a run's results of this backend.")] = "bidir",
+    model_backend: Annotated[
+        str, typer.Option("--model-backend", help="Read a run's results of this model backend (torch, onnx, openvino).")
+    ] = "torch",
     mixed_settings: Annotated[
         bool,
         typer.Option(
@@ -231,7 +234,9 @@ def compare(
             suite=suite,
             permutations=permutations,
             seed=seed,
-            settings={"truncate_dim": truncate_dim, "precision": precision, "backend": backend},
+            # Other prompts or lengths are read by naming their results file (eval/<suite>--len128.json).
+            settings={"truncate_dim": truncate_dim, "precision": precision, "backend": backend,
+                      "model_backend": model_backend},  # fmt: skip
             mixed_settings=mixed_settings,
             target_diff=target_diff,
         )

@@ -8,6 +8,7 @@ import math
 import random
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 from conftest import random_sentence
@@ -689,6 +690,14 @@ def test_openvino_backend_gets_its_precision_hint_its_own_file_and_cache_key(tmp
     )
     assert calls[-1] == ("openvino", {"ov_config": {"INFERENCE_PRECISION_HINT": "bf16"}})
     assert EvalResult.load(run / "eval" / "tiny--bf16--openvino.json").settings["precision"] == "bf16"
+    # bidir compare reads a run's torch results by default and the OpenVINO ones when asked.
+    shutil.copytree(run, tmp_path / "runs" / "r2", ignore=shutil.ignore_patterns("model"))
+    for wanted, file in (([], "tiny.json"), (["--model-backend", "openvino"], "tiny--openvino.json")):
+        compared = CliRunner().invoke(
+            app, ["compare", str(run), str(tmp_path / "runs" / "r2"), "--format", "json", *wanted]
+        )
+        assert compared.exit_code == 0, compared.stderr
+        assert [Path(c["runs"][0]).name for c in json.loads(compared.stdout)["columns"]] == [file, file]
 
 
 # --- The demo suite, as a config names it -----------------------------------------------------------------------
