@@ -235,8 +235,12 @@ def compare(
             permutations=permutations,
             seed=seed,
             # Other prompts or lengths are read by naming their results file (eval/<suite>--len128.json).
-            settings={"truncate_dim": truncate_dim, "precision": precision, "backend": backend,
-                      "model_backend": model_backend},  # fmt: skip
+            settings={
+                "truncate_dim": truncate_dim,
+                "precision": precision,
+                "backend": backend,
+                "model_backend": model_backend,
+            },  # fmt: skip
             mixed_settings=mixed_settings,
             target_diff=target_diff,
         )
