@@ -91,12 +91,18 @@ def train(
 def eval_(
     model: Annotated[str, typer.Argument(help="Hub id, model folder, or run directory (then evaluates run/model).")],
     suite: Annotated[
-        str, typer.Option("--suite", help="'nanobeir', a NanoBEIR folder, a BEIR folder, or a suite YAML file.")
+        str,
+        typer.Option("--suite", help="'nanobeir', a NanoBEIR folder, a BEIR folder, a suite YAML file, or demo:NAME."),
     ] = "nanobeir",
     datasets: Annotated[str | None, typer.Option("--datasets", help="Comma-separated subset of the suite.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Encoding batch size.")] = 64,
     truncate_dim: Annotated[
-        int | None, typer.Option("--truncate-dim", min=1, help="Truncate embeddings (Matryoshka models).")
+        str | None,
+        typer.Option(
+            "--truncate-dim",
+            help="Truncate embeddings (Matryoshka models); several, e.g. 384,128,64, share one encoding and "
+            "each gets its own results file.",
+        ),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", help="Results JSON file to write.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="'bidir', or 'mteb' to cross-check with mteb.")] = "bidir",
@@ -107,6 +113,39 @@ def eval_(
         Path | None, typer.Option("--cache-dir", help="Corpus-embedding cache (default: ~/.cache/bidir/embeddings).")
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
+    graded: Annotated[
+        bool,
+        typer.Option(
+            "--graded",
+            help="Show nDCG@10 with graded relevance (ndcg@10_graded, always saved); graded qrels in --run-file.",
+        ),
+    ] = False,
+    query_prompt: Annotated[
+        str | None,
+        typer.Option("--query-prompt", help="Prepend this to every query (replaces the model's 'query' prompt)."),
+    ] = None,
+    document_prompt: Annotated[
+        str | None,
+        typer.Option(
+            "--document-prompt", help="Prepend this to every document (replaces the model's 'document' prompt)."
+        ),
+    ] = None,
+    max_seq_length: Annotated[
+        int | None, typer.Option("--max-seq-length", min=1, help="Truncate inputs to this many tokens.")
+    ] = None,
+    trust_remote_code: Annotated[
+        bool, typer.Option("--trust-remote-code", help="Allow a hub model's own code to run when it loads.")
+    ] = False,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu, cuda, cuda:1, mps (default: a GPU if there is one).")
+    ] = None,
+    model_backend: Annotated[
+        str, typer.Option("--model-backend", help="sentence-transformers' backend: torch, onnx or openvino.")
+    ] = "torch",
+    run_file: Annotated[
+        Path | None,
+        typer.Option("--run-file", help="Write the rankings in TREC format (top 100), and the qrels beside them."),
+    ] = None,
 ) -> None:
     """Evaluate a model on NanoBEIR or any BEIR-format suite (nDCG@10 and more, per query)."""
 
@@ -124,6 +163,14 @@ def eval_(
             precision=precision,
             cache_dir=cache_dir,
             use_cache=not no_cache,
+            graded=graded,
+            query_prompt=query_prompt,
+            document_prompt=document_prompt,
+            max_seq_length=max_seq_length,
+            trust_remote_code=trust_remote_code,
+            device=device,
+            model_backend=model_backend,
+            run_file=run_file,
         )
 
     run_command(body)
@@ -154,6 +201,9 @@ def compare(
         str, typer.Option("--precision", help="Read a run's results of this precision (default: fp32).")
     ] = "fp32",
     backend: Annotated[str, typer.Option("--backend", help="Read a run's results of this backend.")] = "bidir",
+    model_backend: Annotated[
+        str, typer.Option("--model-backend", help="Read a run's results of this model backend (torch, onnx, openvino).")
+    ] = "torch",
     mixed_settings: Annotated[
         bool,
         typer.Option(
@@ -184,7 +234,13 @@ def compare(
             suite=suite,
             permutations=permutations,
             seed=seed,
-            settings={"truncate_dim": truncate_dim, "precision": precision, "backend": backend},
+            # Other prompts or lengths are read by naming their results file (eval/<suite>--len128.json).
+            settings={
+                "truncate_dim": truncate_dim,
+                "precision": precision,
+                "backend": backend,
+                "model_backend": model_backend,
+            },  # fmt: skip
             mixed_settings=mixed_settings,
             target_diff=target_diff,
         )

@@ -157,7 +157,7 @@ def find_results(run: RunDir, suite: str | None, settings: dict[str, Any]) -> tu
     if not chosen:
         raise InputError(
             f"{run.path}: no results file for {wanted} (it has: {listing}); choose with --suite, --truncate-dim, "
-            "--precision or --backend"
+            "--precision, --backend or --model-backend, or name the results file"
         )
     raise InputError(f"{run.path}: several results files for {wanted} ({listing}); choose one with --suite")
 

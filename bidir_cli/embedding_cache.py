@@ -1,7 +1,9 @@
 """The corpus-embedding cache of ``bidir eval``: embeddings on disk, keyed by everything that determines them.
 
-A key names the model's files (fingerprint), the corpus content, prompts, truncation, precision, batch
-size, device and library versions, so a cached evaluation returns the numbers a cold one would.
+A key names the model's files (fingerprint), the corpus content, prompts, maximum sequence length,
+precision, the model backend, batch size, device and library versions, so a cached evaluation returns the
+numbers a cold one would. Embeddings are cached at full dimension: ``bidir eval`` truncates after encoding
+(as sentence-transformers' ``truncate_dim`` does), so every ``--truncate-dim`` reads the same entry.
 """
 
 from __future__ import annotations
@@ -82,15 +84,19 @@ class EmbeddingCache:
 
 def cache_parts(model: SentenceTransformer, dataset: RetrievalDataset, model_info: dict, settings: dict) -> dict:
     """Everything that determines a corpus's embeddings: equal keys give bit-identical embeddings."""
-    return {
+    parts = {
         "model": model_info["fingerprint"],
         "corpus": dataset.corpus_hash,
         "prompts": dict(model.prompts),
         "default_prompt_name": model.default_prompt_name,
         "max_seq_length": max_seq_length(model),
-        "truncate_dim": settings["truncate_dim"],
-        "precision": settings["precision"],
+        "truncate_dim": None,  # always the full dimension (module docstring); the key keeps the field, so
+        "precision": settings["precision"],  # entries that full-dimension evaluations wrote before still match
         "batch_size": settings["batch_size"],
         "device": settings["device"],
         "versions": {k: v for k, v in versions(ENCODING_PACKAGES).items() if k in ENCODING_PACKAGES},
     }
+    backend = settings.get("model_backend", "torch")
+    if backend != "torch":  # only then, so that the keys of torch evaluations are what they were
+        parts["model_backend"] = backend
+    return parts

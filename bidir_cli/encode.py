@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,8 @@ def encode(
     batch_size: int,
     truncate_dim: int | None = None,
     precision: str = "fp32",
+    progress: bool | None = None,
+    desc: str = "encoding",
 ) -> torch.Tensor:
     """Embed texts with the model's query or document prompt (``encode_query`` / ``encode_document``).
 
@@ -55,11 +58,15 @@ def encode(
         batch_size: Texts per forward pass.
         truncate_dim: Keep the first dimensions only (Matryoshka models).
         precision: ``fp32``, or ``fp16``/``bf16`` autocast on the model's device (see :func:`precision_problem`).
+        progress: A progress bar on standard error (texts encoded, rate, time left): True, False, or None
+            for "when standard error is a terminal" (a log file gets no bar).
+        desc: The bar's label.
 
     Returns:
         Float32 embeddings ``[len(texts), dim]`` on the model's device.
     """
     import torch
+    from tqdm.auto import tqdm
 
     unique = list(dict.fromkeys(texts))
     position = {text: i for i, text in enumerate(unique)}
@@ -67,7 +74,9 @@ def encode(
     order = sorted(range(len(unique)), key=lambda i: -lengths[i])
     encode_fn = model.encode_query if kind == "query" else model.encode_document
     parts = []
-    with autocast(precision, model.device.type):
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(unique), desc=desc, unit=" texts", file=sys.stderr, disable=not show, leave=False)
+    with bar, autocast(precision, model.device.type):
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             embeddings = encode_fn(
@@ -78,6 +87,7 @@ def encode(
                 show_progress_bar=False,
             )
             parts.append(embeddings.float())
+            bar.update(len(batch))
     stacked = torch.cat(parts)
     unsort = torch.empty(len(order), dtype=torch.long, device=stacked.device)
     unsort[torch.tensor(order, device=stacked.device)] = torch.arange(len(order), device=stacked.device)

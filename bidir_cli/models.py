@@ -91,8 +91,51 @@ def build_model(cfg: ModelConfig, train_texts: Iterable[str] | None = None, devi
     return model
 
 
-def load_model(name: str, *, revision: str | None = None, device: str | None = None, where: str = "model"):
-    """A SentenceTransformer from a local folder or a hub id, with one clear message when it cannot load."""
+# sentence-transformers' inference backends (``--model-backend``) -> (the module it needs, what installs it).
+MODEL_BACKENDS = {
+    "torch": None,
+    "onnx": ("optimum.onnxruntime", "sentence-transformers[onnx]"),
+    "openvino": ("optimum.intel.openvino", "bidir[openvino]"),
+}
+
+
+def backend_problem(backend: str) -> str | None:
+    """Why a model backend cannot run here (an unknown name, its packages missing), or None."""
+    import importlib.util
+
+    if backend not in MODEL_BACKENDS:
+        return f"{backend!r} is not one of {', '.join(MODEL_BACKENDS)}"
+    if MODEL_BACKENDS[backend] is None:
+        return None
+    module, extra = MODEL_BACKENDS[backend]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        return (
+            f"its packages are not installed (no module {module}); install {extra!r}, in an environment of its "
+            "own (docs/eval.md, CPU speed)"
+        )
+    return None
+
+
+def load_model(
+    name: str,
+    *,
+    revision: str | None = None,
+    device: str | None = None,
+    where: str = "model",
+    trust_remote_code: bool = False,
+    backend: str = "torch",
+    model_kwargs: dict[str, Any] | None = None,
+):
+    """A SentenceTransformer from a local folder or a hub id, with one clear message when it cannot load.
+
+    ``backend`` is sentence-transformers' ``backend`` (``torch``, ``onnx`` or ``openvino``; the latter two
+    export a torch model on load when the folder has no exported copy) and ``model_kwargs`` its
+    ``model_kwargs`` (e.g. OpenVINO's ``ov_config``).
+    """
     from sentence_transformers import SentenceTransformer
 
     if looks_like_path(name):
@@ -101,7 +144,14 @@ def load_model(name: str, *, revision: str | None = None, device: str | None = N
             raise InputError(f"{where}: {name}: no such model folder")
         name = str(path)
     try:
-        return SentenceTransformer(name, revision=revision, device=device)
+        return SentenceTransformer(
+            name,
+            revision=revision,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            backend=backend,
+            model_kwargs=model_kwargs,
+        )
     except Exception as e:  # noqa: BLE001 - offline hub, missing files, bad weights: one message
         hint = "" if looks_like_path(name) else " (offline? give a local model folder instead)"
         raise InputError(f"{where}: could not load model {name!r}{hint}: {type(e).__name__}: {first_line(e)}") from None
@@ -147,8 +197,10 @@ def resolve_model(spec: str) -> tuple[str, RunDir | None]:
     return spec, None  # a hub id
 
 
-def load_for_evaluation(spec: str) -> tuple[Any, dict[str, Any], RunDir | None]:
+def load_for_evaluation(spec: str, **load_options: Any) -> tuple[Any, dict[str, Any], RunDir | None]:
     """Load MODEL_OR_RUN (a run directory, a model folder or a hub id) and describe it.
+
+    ``load_options`` go to :func:`load_model` (``device``, ``trust_remote_code``, ``backend``, ``model_kwargs``).
 
     Returns:
         The model; its identity: ``name`` (``spec``), ``path``, ``fingerprint`` (a hash of the model's files;
@@ -157,7 +209,7 @@ def load_for_evaluation(spec: str) -> tuple[Any, dict[str, Any], RunDir | None]:
     """
     target, run = resolve_model(spec)
     log(f"loading model {target}")
-    model = load_model(target, where=spec)
+    model = load_model(target, where=spec, **load_options)
     is_local = Path(target).is_dir()
     info: dict[str, Any] = {"name": spec, "path": str(Path(target).resolve()) if is_local else None}
     folder = Path(target) if is_local else _hub_snapshot(target)

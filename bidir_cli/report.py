@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .comparison import MEAN, TESTS
-from .metrics import SHOWN_METRICS
+from .metrics import GRADED_METRIC, SHOWN_METRICS
 
 if TYPE_CHECKING:
     from .comparison import Comparison, MetaRow
@@ -382,10 +382,16 @@ def results_console() -> Console:
     return console if console.is_terminal else Console(width=160)
 
 
+def _metric_cell(metrics: dict[str, float], name: str) -> str:
+    """A metric's value, or "-" where a dataset merged from an older results file lacks it."""
+    return f"{metrics[name]:.4f}" if name in metrics else "-"
+
+
 def render_eval(result: EvalResult, console: Console) -> None:
-    """The results table: one row per dataset and their mean; with mteb, both backends' nDCG@10."""
+    """The results table: one row per dataset and their mean; with mteb, both backends' nDCG@10; with
+    ``--graded``, graded nDCG@10 too."""
     with_mteb = any("mteb" in d.extra for d in result.datasets.values())
-    columns = SHOWN_METRICS
+    columns = SHOWN_METRICS + ((GRADED_METRIC,) if result.settings.get("graded") else ())
     table = Table()
     table.add_column("dataset")
     table.add_column("docs", justify="right")
@@ -402,7 +408,12 @@ def render_eval(result: EvalResult, console: Console) -> None:
 
     for d in result.datasets.values():
         theirs = d.extra.get("mteb", {}).get("ndcg@10")
-        row = [d.name, str(d.counts["corpus"]), str(d.counts["queries"]), *(f"{d.metrics[m]:.4f}" for m in columns)]
+        row = [
+            d.name,
+            str(d.counts["corpus"]),
+            str(d.counts["queries"]),
+            *(_metric_cell(d.metrics, m) for m in columns),
+        ]
         table.add_row(*row, *(mteb_cells(d.metrics["ndcg@10"], theirs) if with_mteb else []), f"{d.time_s:.1f}")
     if len(result.datasets) > 1:
         mean = result.mean
@@ -413,9 +424,11 @@ def render_eval(result: EvalResult, console: Console) -> None:
             "mean",
             "",
             "",
-            *(f"{mean[m]:.4f}" for m in columns),
+            *(_metric_cell(mean, m) for m in columns),
             *(mteb_cells(mean["ndcg@10"], mteb_mean) if with_mteb else []),
             f"{sum(d.time_s for d in result.datasets.values()):.1f}",
         )
-    console.print(f"{result.model.get('name')} on {result.suite['name']}", highlight=False)
+    settings = result.stem.split("--")[1:]  # the settings that name its file (dim64, bf16, ...)
+    where = f" ({', '.join(settings)})" if settings else ""
+    console.print(f"{result.model.get('name')} on {result.suite['name']}{where}", highlight=False)
     console.print(table)

@@ -38,6 +38,8 @@ class RetrievalDataset:
         qrels: Evaluated query id -> {document id: graded score} for the judgements kept (scores <= 0 included).
         counts: What was read, kept and dropped (documents, queries, qrels rows and why rows were dropped).
         notes: One line per thing a user should know about (dropped rows, unevaluated queries).
+        prompts: This dataset's own query and document prompts (``query``, ``document``; from a suite file),
+            which take precedence over the command line's and the model's.
     """
 
     name: str
@@ -49,6 +51,7 @@ class RetrievalDataset:
     qrels: dict[str, dict[str, float]]
     counts: dict[str, int]
     notes: list[str] = field(default_factory=list)
+    prompts: dict[str, str] = field(default_factory=dict)
 
     def relevant(self, query_id: str) -> set[str]:
         """The documents relevant to a query: binary relevance, any score > 0."""

@@ -27,7 +27,8 @@ def search(
     similarity,
     corpus_ids: list[str],
     top_k: int = TOP_K,
-) -> list[list[int]]:
+    with_scores: bool = False,
+) -> list[list[int]] | tuple[list[list[int]], list[list[float]]]:
     """Exact top-k corpus indices per query, ordered by (score descending, document id ascending).
 
     The order is InformationRetrievalEvaluator's: documents with equal scores are ranked by their id as a
@@ -39,6 +40,10 @@ def search(
         similarity: The model's similarity function (``SentenceTransformer.similarity``).
         corpus_ids: Document ids aligned with ``corpus_embeddings``.
         top_k: Ranks kept per query.
+        with_scores: Also return each ranked document's score (for run files).
+
+    Returns:
+        The indices per query; with ``with_scores``, ``(indices, scores)``.
     """
     import torch
 
@@ -49,6 +54,7 @@ def search(
     id_rank[torch.tensor(order, device=device)] = torch.arange(n_docs, device=device)
 
     rankings: list[list[int]] = []
+    scores_out: list[list[float]] = []
     chunk_size = min(CORPUS_CHUNK_SIZE, n_docs)
     block = max(1, SCORE_BLOCK_ELEMENTS // chunk_size)
     for q_start in range(0, len(query_embeddings), block):
@@ -63,7 +69,9 @@ def search(
                 top_scores, top_idx = torch.cat([best_scores, top_scores], 1), torch.cat([best_idx, top_idx], 1)
             best_scores, best_idx = _sort_by_score_then_id(top_scores, top_idx, id_rank, top_k)
         rankings.extend(best_idx.tolist())
-    return rankings
+        if with_scores:
+            scores_out.extend(best_scores.float().tolist())
+    return (rankings, scores_out) if with_scores else rankings
 
 
 def _chunk_top_k(

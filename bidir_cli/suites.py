@@ -105,9 +105,15 @@ def _nanobeir_suite(source: str, before_load: Callable[[], None] | None = None) 
     )
 
 
+# The keys of a dataset entry given as a mapping; ``path`` is required.
+DATASET_KEYS = ("path", "qrels", "query_prompt", "document_prompt")
+
+
 def load_suite_file(path: str | os.PathLike) -> Suite:
     """Load a suite YAML: ``name`` (default: the file name), ``description``, ``datasets``: name -> BEIR folder,
-    or name -> ``{path: FOLDER, qrels: SPLIT}`` to read ``qrels/SPLIT.tsv`` instead of ``qrels/test.tsv``.
+    or name -> ``{path: FOLDER, qrels: SPLIT, query_prompt: TEXT, document_prompt: TEXT}`` (all but ``path``
+    optional): ``qrels/SPLIT.tsv`` instead of ``qrels/test.tsv``, and the dataset's own prompts, which take
+    precedence over ``bidir eval --query-prompt``/``--document-prompt`` and the model's prompts.
 
     Relative folders are resolved against the YAML file's own folder, so a suite works from any directory.
     """
@@ -133,29 +139,49 @@ def load_suite_file(path: str | os.PathLike) -> Suite:
     if not isinstance(entries, dict) or not entries:
         problems.append("datasets: required, a mapping of dataset name -> BEIR folder")
         entries = {}
-    specs: dict[str, tuple[str, str]] = {}
+    specs: dict[str, tuple[str, str, dict[str, str]]] = {}
     for name, entry in entries.items():
-        if isinstance(entry, dict) and set(entry) <= {"path", "qrels"} and isinstance(entry.get("path"), str):
-            specs[str(name)] = (entry["path"], str(entry.get("qrels", "test")))
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            unknown = [k for k in entry if k not in DATASET_KEYS]
+            for key in unknown:
+                close = difflib.get_close_matches(str(key), DATASET_KEYS, n=1)
+                problems.append(
+                    f"datasets.{name}.{key}: unknown key" + (f" (did you mean {close[0]}?)" if close else "")
+                )
+            prompts = {}
+            for kind in ("query", "document"):
+                value = entry.get(f"{kind}_prompt")
+                if value is not None and not isinstance(value, str):
+                    problems.append(f"datasets.{name}.{kind}_prompt: expected a string")
+                elif value is not None:
+                    prompts[kind] = value
+            if not unknown:
+                specs[str(name)] = (entry["path"], str(entry.get("qrels", "test")), prompts)
         elif isinstance(entry, str):
-            specs[str(name)] = (entry, "test")
+            specs[str(name)] = (entry, "test", {})
         else:
-            problems.append(f"datasets.{name}: expected a folder path, or a mapping with path and qrels (a split name)")
+            problems.append(
+                f"datasets.{name}: expected a folder path, or a mapping with path (and optionally qrels, a split "
+                "name, query_prompt and document_prompt)"
+            )
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name:
         problems.append("name: expected a non-empty string")
     raise_problems(str(path), [f"{path}: {p}" for p in problems], what="an invalid suite file")
 
-    def loader(dataset: str, folder: Path, qrels: str) -> Callable[[], RetrievalDataset]:
+    def loader(dataset: str, folder: Path, qrels: str, prompts: dict[str, str]) -> Callable[[], RetrievalDataset]:
         def load() -> RetrievalDataset:
             try:
-                return load_beir_folder(folder, dataset, qrels=qrels)
+                loaded = load_beir_folder(folder, dataset, qrels=qrels)
             except InputError as e:
                 # Name the suite entry too: the folder alone does not say which line of the YAML to fix.
                 raise InputError(f"{path}: datasets.{dataset}: {e.args[0]}", problems=e.problems) from None
+            loaded.prompts = dict(prompts)
+            return loaded
 
         return load
 
     base = path.resolve().parent
-    loaders = {k: loader(k, base / Path(folder).expanduser(), qrels) for k, (folder, qrels) in specs.items()}
+    loaders = {k: loader(k, base / Path(folder).expanduser(), qrels, prompts)
+               for k, (folder, qrels, prompts) in specs.items()}  # fmt: skip
     return Suite(name, str(path), loaders)

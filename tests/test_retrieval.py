@@ -172,7 +172,8 @@ def test_suite_file_problems_are_reported_together(tmp_path):
         load_suite_file(suite_file)
     assert e.value.problems == [
         f"{suite_file}: nmae: unknown key (did you mean name?)",
-        f"{suite_file}: datasets.a: expected a folder path, or a mapping with path and qrels (a split name)",
+        f"{suite_file}: datasets.a: expected a folder path, or a mapping with path (and optionally qrels, a split "
+        "name, query_prompt and document_prompt)",
     ]
 
 
