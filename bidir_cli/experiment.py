@@ -27,7 +27,7 @@ from .errors import InputError
 from .experiment_file import ExperimentConfig, load_experiment
 from .io import atomic_write_json, log
 from .results import DEFAULT_SETTINGS, EvalResult
-from .runs import RunDir, git_commit, now
+from .runs import RunDir, code_version, git_commit, now
 
 
 @dataclass
@@ -272,7 +272,7 @@ class Experiment:
         set_seed(cfg.training.seed)
         model = build_model(cfg.model, texts)
         meta = RunMeta(status="starting", name="base", seed=cfg.training.seed, started=now(), versions=versions(),
-                       git_commit=git_commit(Path(__file__).parent), config=cfg.model_dump(mode="json"),
+                       git_commit=git_commit(Path(__file__).parent), code=code_version(), config=cfg.model_dump(mode="json"),
                        note="the untrained model of the base config (before its first step)")  # fmt: skip
         start_run(run, meta, overwrite=run.written_by_bidir())
         model.save(str(run.model))
@@ -285,11 +285,12 @@ class Experiment:
 
     def plan_hash(self) -> str:
         """A hash of what the experiment decided before its results: every cell's resolved config, the suites
-        (test, selection and confirmation) and the code's commit."""
+        (test, selection and confirmation) and the code (:func:`~bidir_cli.runs.code_version`: results committed
+        as cells complete do not change it)."""
         cells = {c.name: c.config.model_dump(mode="json") for c in self.cells()}
         suites = {"evaluate": self.suites, "confirm": self.spec.confirm,
                   "select": self.spec.select.suite if self.spec.select else None}  # fmt: skip
-        blob = json.dumps({"cells": cells, "suites": suites, "commit": _commit()}, sort_keys=True)
+        blob = json.dumps({"cells": cells, "suites": suites, "code": code_version()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def confirm(self) -> None:
@@ -309,7 +310,7 @@ class Experiment:
         for cell in cells:
             for command in self.eval_commands(cell, self.spec.confirm):
                 subprocess.run(command, check=True, env=self.env(), stdout=subprocess.DEVNULL)
-        atomic_write_json(record, {"time": now(), "plan_hash": self.plan_hash(), "commit": _commit(),
+        atomic_write_json(record, {"time": now(), "plan_hash": self.plan_hash(), "commit": _commit(), "code": code_version(),
                                    "suites": self.spec.confirm})  # fmt: skip
 
     def verify(self, name: str) -> list[str]:

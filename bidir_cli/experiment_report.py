@@ -210,11 +210,14 @@ def _confirmation(exp: Experiment, done: list[Cell], summary: dict[str, Any]) ->
 def _provenance(exp: Experiment, done: list[Cell], summary: dict[str, Any]) -> list[str]:
     metas = [m for c in done if (m := _meta(exp.run_dir(c)))]
     commits = sorted({m.git_commit or "unknown" for m in metas})
+    # What ran is bidir's source tree; the repository's commit also moves with each results commit.
+    codes = sorted({m.code or f"commit {m.git_commit or 'unknown'}" for m in metas})
     versions = metas[0].versions if metas else {}
     summary["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": exp.threads,
-                          "commits": commits, "versions": versions}  # fmt: skip
+                          "commits": commits, "code": codes, "versions": versions}  # fmt: skip
     md = ["## Provenance", "", f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, {exp.threads} threads per cell",
-          f"- code: {', '.join(commits)}" + (" (**cells from different commits**)" if len(commits) > 1 else ""),
+          f"- code (bidir_cli tree): {', '.join(codes)}" + (" (**cells ran different code**)" if len(codes) > 1 else ""),
+          f"- repository commits: {', '.join(commits)}",
           "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
           f"- plan hash: `{summary['plan']['plan_hash'][:16]}` (first report), `{summary['plan']['plan_hash_now'][:16]}` (now)",
           f"- command: `bidir experiment {exp.path}`", "", "Each cell's command:", ""]  # fmt: skip

@@ -30,6 +30,7 @@ from typing import Any
 from .errors import InputError
 from .io import atomic_write_json
 
+PACKAGE_DIR = Path(__file__).resolve().parent  # bidir_cli/
 RUN_FORMAT = "bidir.run/1"
 LEGACY_RUN_FORMAT = "bidir.run/0"  # how a meta.json from before the format field reads
 STATUSES = ("starting", "running", "completed", "failed", "interrupted")
@@ -56,19 +57,35 @@ def versions(packages: tuple[str, ...] = RUN_PACKAGES) -> dict[str, str]:
     return out
 
 
+def _git(path: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=path, capture_output=True, text=True, timeout=5, check=True
+    ).stdout.strip()
+
+
 def git_commit(path: Path) -> str | None:
     """The commit of the repository that holds ``path`` (with ``-dirty`` if it has changes), if any."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=path, capture_output=True, text=True,
-            timeout=5, check=True,
-        ).stdout.strip()  # fmt: skip
+        commit = _git(path, "rev-parse", "HEAD")
+        dirty = _git(path, "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("-dirty" if dirty else "")
+
+
+def code_version(package: Path = PACKAGE_DIR) -> str | None:
+    """The git tree hash of bidir's own source folder (with ``-dirty`` if it has uncommitted changes), if any.
+
+    Unlike the repository's commit, it moves only when the code does: an experiment that commits its
+    results as its cells complete (or a docs change) leaves it alone, so it tells whether two runs ran the
+    same bidir.
+    """
+    try:
+        tree = _git(package, "rev-parse", "HEAD:./")
+        dirty = _git(package, "status", "--porcelain", "--untracked-files=no", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return tree + ("-dirty" if dirty else "")
 
 
 @dataclass
@@ -93,6 +110,7 @@ class RunMeta:
     resumed_from: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     git_commit: str | None = None
+    code: str | None = None  # code_version(): bidir's source tree, unmoved by results or docs commits
     device: str | None = None
     world_size: int | None = None
     threads: int | None = None

@@ -21,7 +21,7 @@ from sentence_transformers import SentenceTransformerTrainer
 from .config import Config, config_to_yaml, load_config
 from .errors import InputError
 from .io import atomic_write_text, log
-from .runs import RunDir, RunMeta, checkpoint_step, git_commit, now, prepare_run_dir, start_run, versions
+from .runs import RunDir, RunMeta, checkpoint_step, code_version, git_commit, now, prepare_run_dir, start_run, versions
 
 if TYPE_CHECKING:
     from .evaluate import EvalSuite
@@ -175,6 +175,7 @@ def train(
         resumed_from=str(checkpoint) if checkpoint else None,
         versions=versions(),
         git_commit=git_commit(Path(__file__).parent),
+        code=code_version(),
         device=str(args.device),
         world_size=args.world_size,
         threads=torch.get_num_threads(),  # CPU threads change both the speed and the float results

@@ -224,3 +224,33 @@ def test_every_shipped_experiment_validates_and_says_how_to_run_it(path, monkeyp
     exp = Experiment(path, output_dir=Path("/nonexistent/bidir-experiment"))
     assert exp.spec.baseline in exp.spec.arms and exp.suites
     assert {"quickstart", "static", "transformer", "gpu"} <= {p.stem for p in SHIPPED_EXPERIMENTS}
+
+
+def test_code_version_moves_with_the_package_only(tmp_path):
+    """An experiment commits its results as cells complete: the repository's commit moves each time, the code's
+    identity (the package's git tree) must not, or every cell would look as if it ran other code."""
+    import subprocess
+
+    from bidir_cli.runs import code_version, git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)  # fmt: skip
+
+    package = tmp_path / "bidir_cli"
+    package.mkdir()
+    (package / "loss.py").write_text("SCALE = 20\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "code")
+    code, commit = code_version(package), git_commit(package)
+    assert code and not code.endswith("-dirty")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "cell.json").write_text("{}")
+    git("add", ".")
+    git("commit", "-qm", "results")
+    assert git_commit(package) != commit and code_version(package) == code
+    (package / "loss.py").write_text("SCALE = 40\n")
+    assert code_version(package) == code + "-dirty"
+    git("commit", "-qam", "change the code")
+    assert code_version(package) not in (code, code + "-dirty")
