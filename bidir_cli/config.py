@@ -345,7 +345,11 @@ _INDEX = re.compile(r"^\d+$")
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one ``--set key.path=value``; the value is parsed as YAML and typed by the schema later."""
+    """Apply one ``--set key.path=value``; the value is parsed as YAML and typed by the schema later.
+
+    A list element is named by its index (``data.train.0.sample``) or ``*`` for every element
+    (``data.train.*.sample=800`` samples 800 rows of each source).
+    """
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
         raise InputError(f"--set {assignment!r}: expected key.path=value")
@@ -353,27 +357,33 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    parts = key.strip().split(".")
-    node: Any = data
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        where = ".".join(parts[: i + 1])
-        if isinstance(node, list):
-            if not _INDEX.match(part) or int(part) >= len(node):
-                raise InputError(f"--set {key}: {where} is not an index of a list of {len(node)}")
+    _set_path(data, key.strip().split("."), 0, value, key.strip())
+
+
+def _set_path(node: Any, parts: list[str], i: int, value: Any, key: str) -> None:
+    part, last, where = parts[i], i == len(parts) - 1, ".".join(parts[: i + 1])
+    if isinstance(node, list):
+        if part == "*":
             if last:
-                node[int(part)] = value
-            else:
-                node = node[int(part)]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                if node.get(part) is None:
-                    node[part] = {}
-                node = node[part]
+                raise InputError(f"--set {key}: {where} names every element; set a key inside them")
+            for element in node:
+                _set_path(element, parts, i + 1, value, key)
+            return
+        if not _INDEX.match(part) or int(part) >= len(node):
+            raise InputError(f"--set {key}: {where} is not an index of a list of {len(node)} (or * for each)")
+        if last:
+            node[int(part)] = value
         else:
-            raise InputError(f"--set {key}: {'.'.join(parts[:i])} is a value, not a section")
+            _set_path(node[int(part)], parts, i + 1, value, key)
+    elif isinstance(node, dict):
+        if last:
+            node[part] = value
+        else:
+            if node.get(part) is None:
+                node[part] = {}
+            _set_path(node[part], parts, i + 1, value, key)
+    else:
+        raise InputError(f"--set {key}: {'.'.join(parts[:i])} is a value, not a section")
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:

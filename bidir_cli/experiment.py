@@ -81,6 +81,8 @@ class Experiment:
     def _cell(self, name: str, arm: str, seed: int, extra: dict[str, Any], suites: list[str], kind: str) -> Cell:
         overrides = {**self.spec.set, **self.spec.arms.get(arm, {}), **extra}
         overrides |= {"training.seed": seed, "evaluation.suite": suites[0]}
+        if kind == "select" and self.base_config.evaluation.datasets:
+            overrides["evaluation.datasets"] = None  # the base config's subset names test datasets, not dev ones
         if not self.spec.keep_checkpoints:
             overrides.setdefault("training.save_total_limit", 1)
         cell = Cell(name, arm, seed, overrides, suites, kind)
@@ -95,16 +97,21 @@ class Experiment:
         combos = list(itertools.product(*(select.grid[k] for k in keys)))
         return [
             self._cell(f"select-{arm}-{i}", arm, select.seed, dict(zip(keys, combo)), [select.suite], "select")
-            for arm in self.spec.arms
+            for arm in self.selecting_arms
             for i, combo in enumerate(combos, 1)
         ]
+
+    @property
+    def selecting_arms(self) -> list[str]:
+        """The arms that run the selection grid: every arm, or the baseline alone (``select.shared``)."""
+        return [self.spec.baseline] if self.spec.select and self.spec.select.shared else list(self.spec.arms)
 
     def chosen(self) -> dict[str, dict[str, Any]] | None:
         """Each arm's chosen grid values, or None while a selection cell is incomplete."""
         if self.spec.select is None:
             return {arm: {} for arm in self.spec.arms}
         choice = {}
-        for arm in self.spec.arms:
+        for arm in self.selecting_arms:
             scored = []
             for cell in (c for c in self.selection_cells() if c.arm == arm):
                 result = self.result(cell, cell.suites[0])
@@ -113,7 +120,7 @@ class Experiment:
                 scored.append((result.mean[self.spec.select.metric], cell))
             best = max(scored, key=lambda pair: pair[0])[1]  # max keeps the first of equal scores
             choice[arm] = {k: best.overrides[k] for k in self.spec.select.grid}
-        return choice
+        return {arm: choice[arm if arm in choice else self.spec.baseline] for arm in self.spec.arms}
 
     def test_cells(self) -> list[Cell]:
         """The seeded cells (empty while the selection is incomplete), then the base model if asked for."""
@@ -125,8 +132,9 @@ class Experiment:
             for arm in self.spec.arms
             for seed in self.spec.seed_list
         ]
-        if self.spec.include_base:
-            cells.append(self._cell("base", self.spec.baseline, self.spec.seed_list[0], {}, self.suites, "base"))
+        if self.spec.include_base:  # also on the development suite, where the chosen settings face it
+            dev = [self.spec.select.suite] if self.spec.select else []
+            cells.append(self._cell("base", self.spec.baseline, self.spec.seed_list[0], {}, self.suites + dev, "base"))
         return cells
 
     def cells(self) -> list[Cell]:
@@ -263,7 +271,12 @@ class Experiment:
 
         cell = next(c for c in self.test_cells() if c.kind == "base")
         run = self.run_dir(cell)
-        if self.state(cell) == "done":
+        state = self.state(cell)
+        if state == "done":
+            return
+        if state == "evaluate" and run.model.is_dir():  # saved and evaluated before; a suite is new
+            for command in self.eval_commands(cell, self._missing(cell)):
+                subprocess.run(command, check=True, env=self.env())
             return
         cfg = cell.config
         texts = None

@@ -45,6 +45,9 @@ class SelectConfig(Section):
     """The training seed of the selection runs."""
     metric: str = "ndcg@10"
     """The metric to choose by: its mean over the suite's datasets, highest wins (the first candidate on a tie)."""
+    shared: bool = False
+    """Choose on the baseline arm only and give every arm that choice (one grid instead of one per arm: cheaper,
+    and the arms then differ in nothing but their own overrides)."""
 
 
 class ExperimentConfig(Section):

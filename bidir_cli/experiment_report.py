@@ -17,13 +17,13 @@ from .errors import InputError
 from .experiment import Cell, Experiment, _commit, _meta, _read
 from .io import atomic_write_json, atomic_write_text, log
 from .metrics import PRIMARY_METRIC
+from .results import DEFAULT_SETTINGS
 from .runs import now
 
 
 def comparisons(exp: Experiment, suites: list[str], cells: list[Cell]) -> dict[str, Comparison]:
     """One comparison per suite: a column per arm (its completed seeds; the base model too)."""
     from .compare import build_comparison, load_source
-    from .results import DEFAULT_SETTINGS
     from .suites import resolve_suite
 
     out = {}
@@ -64,7 +64,8 @@ def selection_table(exp: Experiment) -> list[str]:
     if select is None:
         return []
     chosen = exp.chosen() or {}
-    lines = [f"Chosen per arm on `{Path(select.suite).name}` (seed {select.seed}, {select.metric}, mean over datasets):",
+    who = f"on the baseline arm, {exp.spec.baseline}, for every arm" if select.shared else "per arm"
+    lines = [f"Chosen {who} on `{Path(select.suite).name}` (seed {select.seed}, {select.metric}, mean over datasets):",
              "", "| arm | " + " | ".join(select.grid) + f" | {select.metric} | chosen |", "|---|" + "---|" * (len(select.grid) + 2)]  # fmt: skip
     for cell in exp.selection_cells():
         result = exp.result(cell, select.suite)
@@ -74,7 +75,36 @@ def selection_table(exp: Experiment) -> list[str]:
         flag = " (edge of the grid: " + ", ".join(edge) + ")" if edge and len(select.grid[edge[0]]) > 1 else ""
         values = " | ".join(str(cell.overrides[k]) for k in select.grid)
         lines.append(f"| {cell.arm} | {values} | {score} | {'yes' + flag if picked else ''} |")
+    base = next((c for c in exp.test_cells() if c.kind == "base"), None)
+    if base and (result := exp.result(base, select.suite)):
+        lines.append(
+            "| base (untrained) | " + " | ".join("-" for _ in select.grid) + f" | {result.mean[select.metric]:.4f} | |"
+        )
+        lines += ["", *_against_base(exp, base, chosen)]
     return lines
+
+
+def _against_base(exp: Experiment, base: Cell, chosen: dict[str, dict[str, Any]]) -> list[str]:
+    """Did training change the model? Each arm's chosen selection run against the untrained model on the
+    development suite (one run each: the paired test over its queries, which covers query sampling only)."""
+    from .compare import build_comparison, load_source
+    from .suites import resolve_suite
+
+    suite = resolve_suite(exp.spec.select.suite).name
+    columns = [Column("base", [load_source(exp.run_dir(base).path, suite, DEFAULT_SETTINGS)])]
+    for cell in exp.selection_cells():
+        if chosen.get(cell.arm) == {k: cell.overrides[k] for k in exp.spec.select.grid} and exp.result(
+            cell, exp.spec.select.suite
+        ):
+            columns.append(
+                Column(f"{cell.arm} ({cell.name})", [load_source(exp.run_dir(cell).path, suite, DEFAULT_SETTINGS)])
+            )
+    if len(columns) < 2:
+        return []
+    comparison = build_comparison(columns, baseline="base", metric=exp.spec.select.metric, permutations=10_000, seed=0,
+                                  target_diff=exp.spec.target_diff)  # fmt: skip
+    return ["Each chosen setting against the untrained model on the development suite:", "",
+            *(f"- {line}" for line in verdict_lines(comparison))]  # fmt: skip
 
 
 def cost_table(exp: Experiment, cells: list[Cell]) -> list[str]:

@@ -254,3 +254,44 @@ def test_code_version_moves_with_the_package_only(tmp_path):
     assert code_version(package) == code + "-dirty"
     git("commit", "-qam", "change the code")
     assert code_version(package) not in (code, code + "-dirty")
+
+
+def test_a_shared_selection_chooses_on_the_baseline_and_faces_the_untrained_model(tmp_path):
+    """``select.shared``: one grid, on the baseline arm, whose choice every arm trains with; the untrained model is
+    evaluated on the development suite too, and the report sets the chosen run against it. The base config
+    evaluates a subset of a two-dataset suite, which the selection runs (on the development suite) must drop."""
+    folder = tmp_path / "exp"
+    path = write_experiment(folder, seeds=1, include_base=True, evaluate=None,
+                            select={"grid": {"loss.scale": [5, 40]}, "suite": "dev-beir", "shared": True})  # fmt: skip
+    write_beir(folder / "dev-beir", n_queries=10, seed=3)
+    write_beir(folder / "other-beir", n_queries=8, seed=4)
+    (folder / "two.yaml").write_text(yaml.safe_dump({"datasets": {"t1": "test-beir", "t2": "other-beir"}}))
+    base = folder / "config.yaml"
+    base.write_text(
+        yaml.safe_dump(yaml.safe_load(base.read_text()) | {"evaluation": {"suite": "two.yaml", "datasets": ["t1"]}})
+    )
+    out = folder / "out"
+    bidir("experiment", path, "--output-dir", out, "--jobs", 2, check=True)
+    runs = out / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == [
+        "base",
+        "mnbrl-seed1",
+        "mnrl-seed1",
+        "select-mnrl-1",
+        "select-mnrl-2",
+    ]
+    dev = {
+        s: EvalResult.load(runs / f"select-mnrl-{i}" / "eval" / "dev-beir.json").mean["ndcg@10"]
+        for i, s in ((1, 5), (2, 40))
+    }
+    best = max(dev, key=dev.get)  # the first on a tie, as the experiment chooses
+    for cell in ("mnrl-seed1", "mnbrl-seed1"):
+        config = json.loads((runs / cell / "meta.json").read_text())["config"]
+        assert config["loss"]["scale"] == best and config["evaluation"]["datasets"] == ["t1"]
+    assert json.loads((runs / "select-mnrl-1" / "meta.json").read_text())["config"]["evaluation"]["datasets"] is None
+    assert {p.name for p in (runs / "base" / "eval").iterdir()} == {"two.json", "dev-beir.json"}
+    report = (out / "report.md").read_text()
+    base_dev = EvalResult.load(runs / "base" / "eval" / "dev-beir.json").mean["ndcg@10"]
+    assert f"| base (untrained) | - | {base_dev:.4f} | |" in report
+    assert "on the baseline arm, mnrl, for every arm" in report
+    assert f"mnrl (select-mnrl-{1 if best == 5 else 2}) vs base" in report

@@ -187,6 +187,7 @@ TRAIN_CASES = [
     ),
     ("set-without-equals", with_args("--set", "training.seed"), "expected key.path=value"),
     ("set-bad-index", with_args("--set", "data.train.5.limit=3"), "data.train.5 is not an index of a list of 1"),
+    ("set-star-last", with_args("--set", "data.train.*=3"), "data.train.* names every element; set a key inside"),
     ("set-unknown-key", with_args("--set", "training.sed=3"), "training.sed: unknown key (did you mean seed?)"),
     ("resume-and-overwrite", with_args("--resume", "--overwrite"), "--resume and --overwrite exclude each other"),
     ("resume-nothing", with_args("--resume"), "no run to resume"),

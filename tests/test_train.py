@@ -435,3 +435,16 @@ def test_sample_draws_a_fixed_random_subset_in_file_order(tmp_path):
     assert anchors(sample=10, sample_seed=1)[0] != drawn
     assert identity["rows"] == 10 and identity["sample"] == {"rows": 10, "seed": 0}
     assert anchors(sample=80)[0] == [r["anchor"] for r in rows]  # more than the file holds: every row
+
+
+def test_set_with_a_star_sets_the_key_in_every_list_element():
+    """``--set data.train.*.sample=N`` is what a grid over the sample size of every source needs."""
+    from bidir_cli.config import apply_override
+
+    data = {"data": {"train": [{"source": "a.jsonl"}, {"source": "b.jsonl", "sample": 5}]}, "training": {}}
+    apply_override(data, "data.train.*.sample=800")
+    apply_override(data, "data.train.1.name=second")
+    assert data["data"]["train"] == [
+        {"source": "a.jsonl", "sample": 800},
+        {"source": "b.jsonl", "sample": 800, "name": "second"},
+    ]
