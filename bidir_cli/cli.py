@@ -283,14 +283,20 @@ def results_page(
     folders: Annotated[list[Path], typer.Argument(help="Experiment output folders (each with report.md).")],
     output: Annotated[Path | None, typer.Option("--output", help="Write the page here (default: stdout).")] = None,
     title: Annotated[str, typer.Option("--title", help="The page's title.")] = "Results",
+    section: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--section", help="A markdown file to include after the summary (repeatable), e.g. a script's output."
+        ),
+    ] = None,
 ) -> None:
-    """Assemble several experiments' reports into one page (docs/results.md)."""
+    """Assemble several experiments into one page (docs/results.md): a summary, sections, each report."""
 
     def body() -> None:
         from .experiment_report import results_page as page
         from .io import atomic_write_text
 
-        text = page(folders, title)
+        text = page(folders, title, section or [])
         if output:
             atomic_write_text(output, text)
         else:

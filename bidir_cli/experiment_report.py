@@ -255,16 +255,51 @@ def _provenance(exp: Experiment, done: list[Cell], summary: dict[str, Any]) -> l
     return md + [""]
 
 
-def results_page(dirs: list[Path], title: str = "Results") -> str:
-    """Several experiments' reports on one page (docs/results.md): each report.md, its headings one level down."""
-    parts = [f"# {title}", ""]
+def results_page(dirs: list[Path], title: str = "Results", sections: list[Path] | None = None) -> str:
+    """Several experiments on one page (docs/results.md): a summary built from each ``summary.json`` (the verdicts
+    with their tests and intervals, the confirmation, the training cost), then ``sections`` (markdown files, e.g. a
+    script's output), then each report.md with its headings one level down."""
+    parts = [f"# {title}", "", "## Summary", ""]
+    reports = []
     for folder in dirs:
-        report = folder / "report.md"
-        if not report.is_file():
+        report, summary = folder / "report.md", folder / "summary.json"
+        if not report.is_file() or not summary.is_file():
             raise InputError(f"{folder}: no report.md (run `bidir experiment FILE --report-only` first)")
-        text = report.read_text(encoding="utf-8")
+        parts += _summary_lines(folder, _read(summary))
+        reports.append(report.read_text(encoding="utf-8"))
+    for section in sections or []:
+        if not section.is_file():
+            raise InputError(f"--section {section}: no such file")
+        parts += [section.read_text(encoding="utf-8").rstrip("\n"), ""]
+    for text in reports:
         parts += ["\n".join(("#" + line if line.startswith("#") else line) for line in text.splitlines()), ""]
     return "\n".join(parts)
+
+
+def _summary_lines(folder: Path, summary: dict[str, Any]) -> list[str]:
+    """One experiment in the page's summary: its size, its verdicts, its confirmation, its cost per run."""
+    seeds = len(summary["seeds"])
+    md = [f"**{summary['experiment']}** (`{summary['file']}`, {seeds} seeds per arm; report below):", ""]
+    if summary["missing"]:
+        md += [f"- **incomplete**: {len(summary['missing'])} cell(s) missing; the numbers use the completed cells"]
+    for suite, lines in summary["verdicts"].items():
+        md += [f"- on `{suite}`: {line}" for line in lines]
+    confirmation = summary.get("confirmation")
+    if confirmation:
+        for suite, lines in confirmation["verdicts"].items():
+            md += [f"- confirmation (held out, evaluated once) on `{suite}`: {line}" for line in lines]
+    else:
+        md += ["- confirmation on the held-out suites: not run yet"]
+    cost = {}
+    for meta_path in sorted((folder / "runs").glob("*-seed*/meta.json")):
+        meta = _read(meta_path)
+        if meta.get("status") == "completed" and meta.get("wall_time_s"):
+            arm = meta_path.parent.name.rsplit("-seed", 1)[0]
+            cost.setdefault(arm, []).append(meta["wall_time_s"])
+    if cost:
+        md += ["- wall time of `bidir train` per run (mean; meta.json): " + ", ".join(
+            f"{arm} {statistics.mean(v):.0f} s" for arm, v in cost.items())]  # fmt: skip
+    return md + [""]
 
 
 def experiment_command(

@@ -295,3 +295,21 @@ def test_a_shared_selection_chooses_on_the_baseline_and_faces_the_untrained_mode
     assert f"| base (untrained) | - | {base_dev:.4f} | |" in report
     assert "on the baseline arm, mnrl, for every arm" in report
     assert f"mnrl (select-mnrl-{1 if best == 5 else 2}) vs base" in report
+
+
+def test_the_results_page_summarises_each_experiment_then_includes_sections_and_reports(finished, tmp_path):
+    path, out = finished
+    section = tmp_path / "proposal.md"
+    section.write_text("## The proposal\n\nFrom a script.\n")
+    page = tmp_path / "results.md"
+    bidir("results-page", out, "--section", section, "--output", page, "--title", "Results here", check=True)
+    text = page.read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    [line] = summary["verdicts"]["test-beir"]
+    assert text.startswith("# Results here\n\n## Summary\n")
+    assert f"- on `test-beir`: {line}" in text and "- confirmation on the held-out suites: not run yet" in text
+    walls = [json.loads((out / "runs" / f"mnrl-seed{s}" / "meta.json").read_text())["wall_time_s"] for s in (1, 2)]
+    assert f"mnrl {sum(walls) / 2:.0f} s" in text
+    assert text.index("## Summary") < text.index("## The proposal") < text.index("## Experiment tiny-loss")
+    assert "\n### Verdict\n" in text  # the report's headings one level down
+    assert bidir("results-page", out, "--section", tmp_path / "nope.md").returncode == 2
