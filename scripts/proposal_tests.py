@@ -79,7 +79,9 @@ def report(reference: Path, runs: Path | None, suite: str) -> str:
         (f"sign-flip without {largest} (exact, 2^{len(without)})", sign_flip_p(without)),
     ]
     md = [
-        f"The proposal's table ({reference.name} in ../shared/reference): {bidirectional} against {standard}, one run "
+        "## What this says about the proposal's NanoBEIR result",
+        "",
+        f"Written by `python scripts/proposal_tests.py{' --runs ' + str(runs) if runs else ''}`. The proposal's table ({reference.name} in ../shared/reference): {bidirectional} against {standard}, one run "
         f"each, NanoBEIR nDCG@10 on {len(diffs)} datasets; mean difference {mean_diff:+.4f}. {bidirectional} is higher on "
         f"{positive} datasets and lower on {negative}; the largest difference is {largest} ({diffs.max():+.4f}). Without "
         "per-query scores each dataset is one observation; four tests of the same 13 numbers:",
