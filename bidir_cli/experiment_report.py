@@ -18,7 +18,7 @@ from .experiment import Cell, Experiment, _commit, _meta, _read
 from .io import atomic_write_json, atomic_write_text, log
 from .metrics import PRIMARY_METRIC
 from .results import DEFAULT_SETTINGS
-from .runs import now
+from .runs import code_of_commit, now
 
 
 def comparisons(exp: Experiment, suites: list[str], cells: list[Cell]) -> dict[str, Comparison]:
@@ -241,7 +241,9 @@ def _provenance(exp: Experiment, done: list[Cell], summary: dict[str, Any]) -> l
     metas = [m for c in done if (m := _meta(exp.run_dir(c)))]
     commits = sorted({m.git_commit or "unknown" for m in metas})
     # What ran is bidir's source tree; the repository's commit also moves with each results commit.
-    codes = sorted({m.code or f"commit {m.git_commit or 'unknown'}" for m in metas})
+    codes = sorted(
+        {m.code or (m.git_commit and code_of_commit(m.git_commit)) or f"commit {m.git_commit}" for m in metas}
+    )
     versions = metas[0].versions if metas else {}
     summary["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": exp.threads,
                           "commits": commits, "code": codes, "versions": versions}  # fmt: skip

@@ -88,6 +88,16 @@ def code_version(package: Path = PACKAGE_DIR) -> str | None:
     return tree + ("-dirty" if dirty else "")
 
 
+def code_of_commit(commit: str, package: Path = PACKAGE_DIR) -> str | None:
+    """:func:`code_version` of a clean commit this repository has (for runs recorded before ``code`` existed)."""
+    if commit.endswith("-dirty"):
+        return None
+    try:
+        return _git(package, "rev-parse", f"{commit}:./")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 @dataclass
 class RunMeta:
     """A run's meta.json: what ran, on what, and how it ended.

@@ -231,7 +231,7 @@ def test_code_version_moves_with_the_package_only(tmp_path):
     identity (the package's git tree) must not, or every cell would look as if it ran other code."""
     import subprocess
 
-    from bidir_cli.runs import code_version, git_commit
+    from bidir_cli.runs import code_of_commit, code_version, git_commit
 
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
@@ -250,6 +250,7 @@ def test_code_version_moves_with_the_package_only(tmp_path):
     git("add", ".")
     git("commit", "-qm", "results")
     assert git_commit(package) != commit and code_version(package) == code
+    assert code_of_commit(commit, package) == code and code_of_commit(commit + "-dirty", package) is None
     (package / "loss.py").write_text("SCALE = 40\n")
     assert code_version(package) == code + "-dirty"
     git("commit", "-qam", "change the code")
