@@ -340,16 +340,19 @@ class Experiment:
         with tempfile.TemporaryDirectory(prefix=f"bidir-verify-{name}-") as tmp:
             again = Path(tmp) / name
             self.run_cell(cell, output=again)
-            return compare_runs(self.run_dir(cell), RunDir(again))
+            # What the cell's own suites produced; a later --confirm (or any other evaluation) of the original is
+            # not retrained, so it is not compared.
+            return compare_runs(self.run_dir(cell), RunDir(again), {p.name for p in RunDir(again).results_files()})
 
 
-def compare_runs(a: RunDir, b: RunDir) -> list[str]:
+def compare_runs(a: RunDir, b: RunDir, names: set[str] | None = None) -> list[str]:
     """Every difference between two runs' results: train log (losses, grad norms, partition shares) and every
-    results file's metrics and per-query scores; timings excepted."""
+    results file's metrics and per-query scores (or those of the files ``names``); timings excepted."""
     found = []
     if _log(a) != _log(b):
         found.append(f"train_log.jsonl differs ({len(_log(a))} and {len(_log(b))} lines, timings excepted)")
-    names = {p.name for p in a.results_files()} | {p.name for p in b.results_files()}
+    if names is None:
+        names = {p.name for p in a.results_files()} | {p.name for p in b.results_files()}
     for name in sorted(names):
         first, second = a.eval_dir / name, b.eval_dir / name
         if not (first.is_file() and second.is_file()):

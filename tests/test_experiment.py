@@ -193,6 +193,11 @@ def test_verify_reproduces_an_unchanged_cell_and_fails_on_an_altered_result(fini
     path, reference = finished
     out = tmp_path / "out"
     shutil.copytree(reference, out)
+    # A confirmed cell also holds held-out results, which the retrained copy does not recompute.
+    eval_dir = out / "runs" / "mnbrl-seed1" / "eval"
+    held_out = json.loads((eval_dir / "test-beir.json").read_text())
+    held_out["suite"]["name"] = "heldout-beir"
+    (eval_dir / "heldout-beir.json").write_text(json.dumps(held_out))
     ok = bidir("experiment", path, "--output-dir", out, "--verify", "mnbrl-seed1")
     assert ok.returncode == 0, ok.stderr
     assert "reproduced exactly" in ok.stdout
