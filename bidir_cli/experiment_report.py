@@ -278,6 +278,23 @@ def results_page(dirs: list[Path], title: str = "Results", sections: list[Path] 
     return "\n".join(parts)
 
 
+def _dataset_lines(suite: str, comparison: dict[str, Any], baseline: str) -> list[str]:
+    """The trained arms' per-dataset differences that are significant, and whether they survive Holm's correction."""
+    lines = []
+    for arm in (c["name"] for c in comparison["columns"] if c["name"] not in (baseline, "base")):
+        found = [(row["name"], row["differences"][arm]) for row in comparison["rows"] if row["name"] != MEAN
+                 and arm in row["differences"] and row["differences"][arm]["significant"]]  # fmt: skip
+        described = ", ".join(
+            f"{name} {d['diff']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}], p = {d['p']:.3g}, "
+            + ("also after Holm's correction" if d["holm_significant"] else "not after Holm's correction")
+            for name, d in found
+        )
+        lines.append(
+            f"- on `{suite}`, {arm} vs {baseline} per dataset (p <= {comparison['alpha']}): {described or 'none'}"
+        )
+    return lines
+
+
 def _summary_lines(folder: Path, summary: dict[str, Any]) -> list[str]:
     """One experiment in the page's summary: its size, its verdicts, its confirmation, its cost per run."""
     seeds = len(summary["seeds"])
@@ -286,6 +303,7 @@ def _summary_lines(folder: Path, summary: dict[str, Any]) -> list[str]:
         md += [f"- **incomplete**: {len(summary['missing'])} cell(s) missing; the numbers use the completed cells"]
     for suite, lines in summary["verdicts"].items():
         md += [f"- on `{suite}`: {line}" for line in lines]
+        md += _dataset_lines(suite, summary["comparisons"][suite], summary["baseline"])
     confirmation = summary.get("confirmation")
     if confirmation:
         for suite, lines in confirmation["verdicts"].items():

@@ -314,6 +314,10 @@ def test_the_results_page_summarises_each_experiment_then_includes_sections_and_
     [line] = summary["verdicts"]["test-beir"]
     assert text.startswith("# Results here\n\n## Summary\n")
     assert f"- on `test-beir`: {line}" in text and "- confirmation on the held-out suites: not run yet" in text
+    rows = summary["comparisons"]["test-beir"]["rows"]
+    significant = [r["name"] for r in rows if r["name"] != "mean" and r["differences"]["mnbrl"]["significant"]]
+    listed = text.split("- on `test-beir`, mnbrl vs mnrl per dataset (p <= 0.05): ")[1].split("\n")[0]
+    assert [part.split(" ")[0] for part in listed.split("correction, ")] == (significant or ["none"])
     walls = [json.loads((out / "runs" / f"mnrl-seed{s}" / "meta.json").read_text())["wall_time_s"] for s in (1, 2)]
     assert f"mnrl {sum(walls) / 2:.0f} s" in text
     assert text.index("## Summary") < text.index("## The proposal") < text.index("## Experiment tiny-loss")
