@@ -59,6 +59,29 @@ class Experiment:
         self.threads = self.spec.threads or self._threads_in_use() or max(1, (os.cpu_count() or 1) // jobs)
         self.prefix = shlex.split(self.spec.command) if self.spec.command else [sys.executable, "-m", "bidir_cli.cli"]
 
+    @property
+    def root(self) -> Path:
+        """The checkout the experiment file is in (its git top level, else the file's folder)."""
+        from .runs import _git
+
+        try:
+            return Path(_git(self.path.resolve().parent, "rev-parse", "--show-toplevel"))
+        except (OSError, subprocess.SubprocessError):
+            return self.path.resolve().parent
+
+    def _root_of(self, meta) -> Path:
+        """The checkout a cell ran in: its recorded base config path, less the base config's place in this one
+        (for the base cell, which records none, that of the experiment's other cells)."""
+        base = Path(self.spec.base).resolve()
+        paths = [meta.config_path] if meta.config_path else [m.config_path for r in sorted(self.runs_dir.glob("*"))
+                                                              if (m := _meta(RunDir(r))) and m.config_path]  # fmt: skip
+        if paths and base.is_relative_to(self.root):
+            inside = base.relative_to(self.root)
+            recorded = Path(paths[0])
+            if recorded.parts[-len(inside.parts) :] == inside.parts:
+                return Path(*recorded.parts[: -len(inside.parts)])
+        return self.root
+
     def _base_relative(self, spec: str) -> str:
         if spec == "nanobeir" or spec.startswith("demo:"):
             return spec
@@ -150,8 +173,9 @@ class Experiment:
             if run.exists():
                 raise InputError(f"{run.path}: exists but is not a bidir run; the experiment will not touch it")
             return "new"
-        if meta.config and meta.config != cell.config.model_dump(mode="json"):
-            changed = sorted(k for k, v in cell.config.model_dump(mode="json").items() if meta.config.get(k) != v)
+        here = _portable(cell.config.model_dump(mode="json"), self.root)
+        if meta.config and _portable(meta.config, self._root_of(meta)) != here:
+            changed = sorted(k for k, v in here.items() if _portable(meta.config, self._root_of(meta)).get(k) != v)
             raise InputError(
                 f"{run.path}: cell {cell.name} was run with another config (it differs in {', '.join(changed)}); "
                 "the experiment never reuses or replaces it: restore the experiment file or use another --output-dir"
@@ -393,6 +417,18 @@ def _readable(command: list[str], prefix: list[str]) -> list[str]:
     """A command as a person types it: ``bidir ...`` instead of ``python -m bidir_cli.cli ...``."""
     default = [sys.executable, "-m", "bidir_cli.cli"]
     return ["bidir", *command[len(default) :]] if command[: len(default)] == default else command
+
+
+def _portable(value: Any, root: Path) -> Any:
+    """A config with every absolute path beside or inside the checkout ``root`` written relative to it, so that
+    the same cell run in another checkout (another folder, another virtual environment) has the same identity."""
+    if isinstance(value, dict):
+        return {k: _portable(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v, root) for v in value]
+    if isinstance(value, str) and value.startswith("/") and Path(value).is_relative_to(root.parent):
+        return os.path.relpath(value, root)
+    return value
 
 
 def _meta(run: RunDir):

@@ -323,3 +323,14 @@ def test_the_results_page_summarises_each_experiment_then_includes_sections_and_
     assert text.index("## Summary") < text.index("## The proposal") < text.index("## Experiment tiny-loss")
     assert "\n### Verdict\n" in text  # the report's headings one level down
     assert bidir("results-page", out, "--section", tmp_path / "nope.md").returncode == 2
+
+
+def test_a_moved_checkout_rebuilds_the_report_from_the_committed_cells(finished, tmp_path):
+    """Cells record absolute paths (data, suites, models in a virtual environment); the same experiment in another
+    folder (a clone, another machine) must still recognise them rather than call them another config."""
+    path, out = finished
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(path.parent, moved, ignore=shutil.ignore_patterns("model", "checkpoints"))
+    result = bidir("experiment", moved / path.name, "--output-dir", moved / out.name, "--report-only")
+    assert result.returncode == 0, result.stderr
+    assert statistics(moved / out.name) == statistics(out)
