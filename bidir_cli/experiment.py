@@ -19,6 +19,7 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from .errors import InputError
 from .experiment_file import ExperimentConfig, load_experiment
 from .io import atomic_write_json, log
 from .results import DEFAULT_SETTINGS, EvalResult
-from .runs import RunDir, code_version, git_commit, now
+from .runs import RunDir, checkout_root, code_version, git_commit, now
 
 
 @dataclass
@@ -59,27 +60,24 @@ class Experiment:
         self.threads = self.spec.threads or self._threads_in_use() or max(1, (os.cpu_count() or 1) // jobs)
         self.prefix = shlex.split(self.spec.command) if self.spec.command else [sys.executable, "-m", "bidir_cli.cli"]
 
-    @property
+    @cached_property
     def root(self) -> Path:
         """The checkout the experiment file is in (its git top level, else the file's folder)."""
-        from .runs import _git
+        return checkout_root(self.path.resolve().parent)
 
-        try:
-            return Path(_git(self.path.resolve().parent, "rev-parse", "--show-toplevel"))
-        except (OSError, subprocess.SubprocessError):
-            return self.path.resolve().parent
+    @cached_property
+    def _recorded_config_path(self) -> str | None:
+        """The base config path some cell recorded (the base cell records none; the cells ran in one checkout)."""
+        return next((m.config_path for r in sorted(self.runs_dir.glob("*")) if (m := _meta(RunDir(r))) and m.config_path), None)  # fmt: skip
 
     def _root_of(self, meta) -> Path:
-        """The checkout a cell ran in: its recorded base config path, less the base config's place in this one
-        (for the base cell, which records none, that of the experiment's other cells)."""
+        """The checkout a cell ran in: its recorded base config path, less the base config's place in this one."""
         base = Path(self.spec.base).resolve()
-        paths = [meta.config_path] if meta.config_path else [m.config_path for r in sorted(self.runs_dir.glob("*"))
-                                                              if (m := _meta(RunDir(r))) and m.config_path]  # fmt: skip
-        if paths and base.is_relative_to(self.root):
-            inside = base.relative_to(self.root)
-            recorded = Path(paths[0])
-            if recorded.parts[-len(inside.parts) :] == inside.parts:
-                return Path(*recorded.parts[: -len(inside.parts)])
+        recorded = meta.config_path or self._recorded_config_path
+        if recorded and base.is_relative_to(self.root):
+            inside = base.relative_to(self.root).parts
+            if Path(recorded).parts[-len(inside) :] == inside:
+                return Path(*Path(recorded).parts[: -len(inside)])
         return self.root
 
     def _base_relative(self, spec: str) -> str:
@@ -173,9 +171,12 @@ class Experiment:
             if run.exists():
                 raise InputError(f"{run.path}: exists but is not a bidir run; the experiment will not touch it")
             return "new"
-        here = _portable(cell.config.model_dump(mode="json"), self.root)
-        if meta.config and _portable(meta.config, self._root_of(meta)) != here:
-            changed = sorted(k for k, v in here.items() if _portable(meta.config, self._root_of(meta)).get(k) != v)
+        here, theirs = (
+            _portable(cell.config.model_dump(mode="json"), self.root),
+            _portable(meta.config, self._root_of(meta)),
+        )
+        if meta.config and theirs != here:
+            changed = sorted(k for k, v in here.items() if theirs.get(k) != v)
             raise InputError(
                 f"{run.path}: cell {cell.name} was run with another config (it differs in {', '.join(changed)}); "
                 "the experiment never reuses or replaces it: restore the experiment file or use another --output-dir"

@@ -18,7 +18,7 @@ from .experiment import Cell, Experiment, _commit, _meta, _read
 from .io import atomic_write_json, atomic_write_text, log
 from .metrics import PRIMARY_METRIC
 from .results import DEFAULT_SETTINGS
-from .runs import code_of_commit, now
+from .runs import RunDir, code_of_commit, now
 
 
 def comparisons(exp: Experiment, suites: list[str], cells: list[Cell]) -> dict[str, Comparison]:
@@ -311,11 +311,10 @@ def _summary_lines(folder: Path, summary: dict[str, Any]) -> list[str]:
     else:
         md += ["- confirmation on the held-out suites: not run yet"]
     cost = {}
-    for meta_path in sorted((folder / "runs").glob("*-seed*/meta.json")):
-        meta = _read(meta_path)
-        if meta.get("status") == "completed" and meta.get("wall_time_s"):
-            arm = meta_path.parent.name.rsplit("-seed", 1)[0]
-            cost.setdefault(arm, []).append(meta["wall_time_s"])
+    for run in sorted((folder / "runs").glob("*-seed*")):
+        meta = _meta(RunDir(run))
+        if meta and meta.status == "completed" and meta.wall_time_s:
+            cost.setdefault(run.name.rsplit("-seed", 1)[0], []).append(meta.wall_time_s)
     if cost:
         md += ["- wall time of `bidir train` per run (mean; meta.json): " + ", ".join(
             f"{arm} {statistics.mean(v):.0f} s" for arm, v in cost.items())]  # fmt: skip

@@ -88,6 +88,14 @@ def code_version(package: Path = PACKAGE_DIR) -> str | None:
     return tree + ("-dirty" if dirty else "")
 
 
+def checkout_root(path: Path) -> Path:
+    """The git checkout holding ``path`` (its top level), or ``path`` itself outside one."""
+    try:
+        return Path(_git(path, "rev-parse", "--show-toplevel"))
+    except (OSError, subprocess.SubprocessError):
+        return path
+
+
 def code_of_commit(commit: str, package: Path = PACKAGE_DIR) -> str | None:
     """:func:`code_version` of a clean commit this repository has (for runs recorded before ``code`` existed)."""
     if commit.endswith("-dirty"):
