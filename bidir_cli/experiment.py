@@ -30,6 +30,8 @@ from .io import atomic_write_json, log
 from .results import DEFAULT_SETTINGS, EvalResult
 from .runs import RunDir, checkout_root, code_version, git_commit, now
 
+PLAN_HASH_VERSION = 2  # plan.json and confirmation.json record it: hashes of different versions are not compared
+
 
 @dataclass
 class Cell:
@@ -251,7 +253,7 @@ class Experiment:
         return [s for s in cell.suites if self.result(cell, s) is None]
 
     def run_cells(self, cells: list[Cell]) -> None:
-        pending = [c for c in cells if self.state(c) != "done"]
+        pending = [c for c in in_seed_order(cells) if self.state(c) != "done"]
         for cell in pending:
             log(f"cell {cell.name}: {self.state(cell)} ({self.threads} threads)")
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
@@ -271,7 +273,7 @@ class Experiment:
         tests = self.test_cells()
         if stage and not tests:
             lines.append("# stage 1 of 2: the selection cells; once they are complete, run --plan again for the rest")
-        for cell in stage + tests:
+        for cell in in_seed_order(stage) + in_seed_order(tests):
             state = self.state(cell)
             if state == "done":
                 continue
@@ -324,11 +326,13 @@ class Experiment:
     def plan_hash(self) -> str:
         """A hash of what the experiment decided before its results: every cell's resolved config, the suites
         (test, selection and confirmation) and the code (:func:`~bidir_cli.runs.code_version`: results committed
-        as cells complete do not change it)."""
+        as cells complete do not change it). Paths in the checkout or beside it enter relative to it, so a clone
+        elsewhere computes the same hash (version 2; version 1, before, hashed absolute paths)."""
         cells = {c.name: c.config.model_dump(mode="json") for c in self.cells()}
         suites = {"evaluate": self.suites, "confirm": self.spec.confirm,
                   "select": self.spec.select.suite if self.spec.select else None}  # fmt: skip
-        blob = json.dumps({"cells": cells, "suites": suites, "code": code_version()}, sort_keys=True)
+        plan = _portable({"cells": cells, "suites": suites}, self.root)
+        blob = json.dumps(plan | {"code": code_version()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def confirm(self) -> None:
@@ -348,8 +352,8 @@ class Experiment:
         for cell in cells:
             for command in self.eval_commands(cell, self.spec.confirm):
                 subprocess.run(command, check=True, env=self.env(), stdout=subprocess.DEVNULL)
-        atomic_write_json(record, {"time": now(), "plan_hash": self.plan_hash(), "commit": _commit(), "code": code_version(),
-                                   "suites": self.spec.confirm})  # fmt: skip
+        atomic_write_json(record, {"time": now(), "plan_hash": self.plan_hash(), "plan_hash_version": PLAN_HASH_VERSION,
+                                   "commit": _commit(), "code": code_version(), "suites": self.spec.confirm})  # fmt: skip
 
     def verify(self, name: str) -> list[str]:
         """Retrain one cell into a temporary folder with the same identity and compare its results exactly.
@@ -418,6 +422,12 @@ def _readable(command: list[str], prefix: list[str]) -> list[str]:
     """A command as a person types it: ``bidir ...`` instead of ``python -m bidir_cli.cli ...``."""
     default = [sys.executable, "-m", "bidir_cli.cli"]
     return ["bidir", *command[len(default) :]] if command[: len(default)] == default else command
+
+
+def in_seed_order(cells: list[Cell]) -> list[Cell]:
+    """Cells in the order they run: seed by seed, every arm of a seed before the next seed (stable otherwise), so
+    that an experiment stopped early has as many runs of each arm as it can and its partial report stays balanced."""
+    return sorted(cells, key=lambda c: c.seed)
 
 
 def _portable(value: Any, root: Path) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .comparison import MEAN, TESTS, Column, Comparison
 from .errors import InputError
-from .experiment import Cell, Experiment, _commit, _meta, _read
+from .experiment import PLAN_HASH_VERSION, Cell, Experiment, _commit, _meta, _read
 from .io import atomic_write_json, atomic_write_text, log
 from .metrics import PRIMARY_METRIC
 from .results import DEFAULT_SETTINGS
@@ -166,7 +166,8 @@ def write_report(exp: Experiment) -> dict[str, Any]:
     exp.dir.mkdir(parents=True, exist_ok=True)
     plan = exp.dir / "plan.json"
     if not plan.exists():
-        atomic_write_json(plan, {"plan_hash": exp.plan_hash(), "first_report": now(), "commit": _commit()})
+        atomic_write_json(plan, {"plan_hash": exp.plan_hash(), "plan_hash_version": PLAN_HASH_VERSION,
+                                 "first_report": now(), "commit": _commit()})  # fmt: skip
     tests = comparisons(exp, exp.suites, done)
     summary: dict[str, Any] = {
         "experiment": exp.spec.name, "file": str(exp.path), "baseline": exp.spec.baseline, "arms": list(exp.spec.arms),
@@ -221,11 +222,16 @@ def _confirmation(exp: Experiment, done: list[Cell], summary: dict[str, Any]) ->
         "comparisons": {s: _statistics(comparison_dict(c)) for s, c in held_out.items()},
     }
     first = summary["plan"]
-    same = first["plan_hash"] == confirmation["plan_hash"]
+    if _hash_version(first) != _hash_version(confirmation):
+        verdict = "hashed by different versions of the plan hash, so not comparable."
+    else:
+        verdict = (
+            "the same plan." if first["plan_hash"] == confirmation["plan_hash"] else "**the plan changed in between**."
+        )
     md = ["## Confirmation on held-out suites", "",
           f"Evaluated once, {confirmation['time']}, after every cell was complete. Plan hash when the test report was "
           f"first written ({first['first_report']}): `{first['plan_hash'][:16]}`; at confirmation: "
-          f"`{confirmation['plan_hash'][:16]}`: " + ("the same plan." if same else "**the plan changed in between**."), ""]  # fmt: skip
+          f"`{confirmation['plan_hash'][:16]}`: {verdict}", ""]  # fmt: skip
     for suite, comparison in held_out.items():
         md += [
             f"### {suite}",
@@ -251,7 +257,8 @@ def _provenance(exp: Experiment, done: list[Cell], summary: dict[str, Any]) -> l
           f"- code (bidir_cli tree): {', '.join(codes)}" + (" (**cells ran different code**)" if len(codes) > 1 else ""),
           f"- repository commits: {', '.join(commits)}",
           "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-          f"- plan hash: `{summary['plan']['plan_hash'][:16]}` (first report), `{summary['plan']['plan_hash_now'][:16]}` (now)",
+          f"- plan hash: `{summary['plan']['plan_hash'][:16]}` (first report), `{summary['plan']['plan_hash_now'][:16]}` (now"
+          + ("" if _hash_version(summary["plan"]) == PLAN_HASH_VERSION else f", hash version {PLAN_HASH_VERSION}: not comparable") + ")",
           f"- command: `bidir experiment {exp.path}`", "", "Each cell's command:", ""]  # fmt: skip
     md += [f"- `{c.name}`: `{' '.join(m.argv)}`" for c in done if (m := _meta(exp.run_dir(c))) and m.argv]
     return md + [""]
@@ -359,3 +366,8 @@ def experiment_command(
         print(f"{suite}:")
         print("\n".join(f"  {line.replace('**', '')}" for line in lines))
     print(f"report: {exp.dir / 'report.md'}")
+
+
+def _hash_version(record: dict[str, Any]) -> int:
+    """The plan-hash version of a plan.json or confirmation.json (records from before versions were version 1)."""
+    return record.get("plan_hash_version", 1)

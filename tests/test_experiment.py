@@ -71,10 +71,15 @@ def test_an_experiment_runs_every_cell_and_reports_a_verdict(finished):
     path, out = finished
     cells = sorted(p.name for p in (out / "runs").iterdir())
     assert cells == ["mnbrl-seed1", "mnbrl-seed2", "mnrl-seed1", "mnrl-seed2"]
+    started = {}
     for cell in cells:
         meta = json.loads((out / "runs" / cell / "meta.json").read_text())
         assert meta["status"] == "completed" and meta["threads"] == 1
         assert meta["config"]["training"]["seed"] == int(cell[-1])
+        started[cell] = meta["started"]
+    # Seed by seed (two at a time here): both arms' seed 1 started before any seed 2, so that an experiment
+    # stopped early has a balanced partial report.
+    assert max(started["mnbrl-seed1"], started["mnrl-seed1"]) <= min(started["mnbrl-seed2"], started["mnrl-seed2"])
     report = (out / "report.md").read_text()
     assert "mnbrl vs mnrl" in report and "## Provenance" in report and "## Training" in report
     summary = json.loads((out / "summary.json").read_text())
@@ -122,6 +127,8 @@ def test_the_plans_commands_run_by_hand_then_report_only_give_the_same_report(fi
     out = tmp_path / "out"
     lines = bidir("experiment", path, "--output-dir", out, "--plan", check=True).stdout.splitlines()
     assert len(lines) == 4 and all(line.startswith("OMP_NUM_THREADS=1") and "bidir train" in line for line in lines)
+    order = [line.split(f"{out}/runs/")[1].split()[0] for line in lines]
+    assert order == ["mnbrl-seed1", "mnrl-seed1", "mnbrl-seed2", "mnrl-seed2"]  # seed by seed, arms in file order
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -187,6 +194,13 @@ def test_confirm_refuses_before_completion_then_runs_once_with_its_hashes(finish
     assert "heldout-beir" not in summary["comparisons"]  # never part of the test report
     again = bidir("experiment", path, "--output-dir", out, "--confirm")
     assert again.returncode == 2 and "runs once" in again.stderr
+    # A plan.json written before the hash was versioned (version 1, absolute paths) is not compared with it.
+    plan = json.loads((out / "plan.json").read_text())
+    del plan["plan_hash_version"]
+    (out / "plan.json").write_text(json.dumps(plan | {"plan_hash": "0" * 64}))
+    bidir("experiment", path, "--output-dir", out, "--report-only", check=True)
+    report = (out / "report.md").read_text()
+    assert "different versions of the plan hash" in report and "plan changed" not in report
 
 
 def test_verify_reproduces_an_unchanged_cell_and_fails_on_an_altered_result(finished, tmp_path):
@@ -334,3 +348,5 @@ def test_a_moved_checkout_rebuilds_the_report_from_the_committed_cells(finished,
     result = bidir("experiment", moved / path.name, "--output-dir", moved / out.name, "--report-only")
     assert result.returncode == 0, result.stderr
     assert statistics(moved / out.name) == statistics(out)
+    plan = json.loads((moved / out.name / "summary.json").read_text())["plan"]
+    assert plan["plan_hash_now"] == plan["plan_hash"]  # the same plan, hashed in another folder
