@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -34,3 +35,19 @@ def test_proposal_tests_match_a_hand_written_enumeration_and_the_filed_figures()
     for row in ("bidir's) | 0.15 |", "Wilcoxon signed-rank (exact) | 0.45 |", "positive) | 1.00 |", "t test | 0.14 |",
                 "without NanoArguAna (exact, 2^12) | 0.30 |"):  # fmt: skip
         assert row in text
+
+
+def test_every_figure_in_the_readme_headline_is_on_the_generated_results_page():
+    """The README's "What we found" paragraph is prose around figures that docs/results.md (written by
+    scripts/results_page.sh from committed experiment files) states: each decimal there must be one of the page's
+    numbers, rounded to the decimals the README gives, so the paragraph cannot drift from what was measured."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    headline = readme.split("**What we found**", 1)[1].split("\n## ", 1)[0]
+    page = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    number = re.compile(r"[-+]?\d+\.\d+")
+    on_page = [float(x) for x in number.findall(page)]
+    figures = number.findall(headline)
+    assert len(figures) >= 10  # the headline states its intervals and p values
+    for figure in figures:
+        decimals = len(figure.split(".")[1])
+        assert any(round(v, decimals) == float(figure) for v in on_page), f"README figure {figure} is not on the page"
