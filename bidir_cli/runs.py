@@ -29,6 +29,7 @@ from typing import Any
 
 from .errors import InputError
 from .io import atomic_write_json
+from .results import EvalResult
 
 PACKAGE_DIR = Path(__file__).resolve().parent  # bidir_cli/
 RUN_FORMAT = "bidir.run/1"
@@ -301,3 +302,38 @@ def start_run(run: RunDir, meta: RunMeta, *, overwrite: bool) -> None:
         shutil.rmtree(run.path)
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_meta(meta)
+
+
+def differences(a: RunDir, b: RunDir, names: set[str] | None = None) -> list[str]:
+    """Every difference between two runs' results: train log (losses, grad norms, partition shares) and every
+    results file's metrics and per-query scores (or those of the files ``names``); timings excepted."""
+    found = []
+    if _log(a) != _log(b):
+        found.append(f"train_log.jsonl differs ({len(_log(a))} and {len(_log(b))} lines, timings excepted)")
+    if names is None:
+        names = {p.name for p in a.results_files()} | {p.name for p in b.results_files()}
+    for name in sorted(names):
+        first, second = a.eval_dir / name, b.eval_dir / name
+        if not (first.is_file() and second.is_file()):
+            found.append(f"eval/{name}: only in {a.path if first.is_file() else b.path}")
+            continue
+        x, y = EvalResult.load(first), EvalResult.load(second)
+        for dataset in sorted(set(x.datasets) | set(y.datasets)):
+            dx, dy = x.datasets.get(dataset), y.datasets.get(dataset)
+            if dx is None or dy is None:
+                found.append(f"eval/{name}: dataset {dataset} in one run only")
+            elif (dx.metrics, dx.per_query, dx.query_ids) != (dy.metrics, dy.per_query, dy.query_ids):
+                changed = [m for m in dx.per_query if dx.per_query[m] != dy.per_query.get(m)]
+                found.append(f"eval/{name}: {dataset}: {', '.join(changed) or 'metrics'} differ")
+    return found
+
+
+TIMINGS = {"examples_per_second"}
+
+
+def _log(run: RunDir) -> list[dict[str, Any]]:
+    if not run.train_log.is_file():
+        return []
+    lines = [json.loads(x) for x in run.train_log.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return [{k: v for k, v in line.items() if k not in TIMINGS and not k.endswith("_runtime") and "per_second" not in k}
+            for line in lines]  # fmt: skip
