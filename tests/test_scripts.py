@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import re
 
 import numpy as np
@@ -30,11 +31,31 @@ def test_proposal_tests_match_a_hand_written_enumeration_and_the_filed_figures()
     observed = abs(diffs.mean())
     extreme = sum(abs((diffs * signs).mean()) >= observed - 1e-12 for signs in itertools.product((1, -1), repeat=13))
     assert script.sign_flip_p(diffs) == pytest.approx(extreme / 2**13, abs=1e-12)
-    text = script.report(REFERENCE, None, "shared-eval")
+    text = script.report(REFERENCE, [], "shared-eval")
     # The figures issue 18 quotes for this table: sign-flip 0.15, Wilcoxon 0.45, sign test 1.0, t 0.14, 0.30 without ArguAna.
     for row in ("bidir's) | 0.15 |", "Wilcoxon signed-rank (exact) | 0.45 |", "positive) | 1.00 |", "t test | 0.14 |",
                 "without NanoArguAna (exact, 2^12) | 0.30 |"):  # fmt: skip
         assert row in text
+
+
+def test_run_to_run_sd_is_the_seeded_runs_spread_read_from_the_raw_results_files():
+    """The proposal section's run-to-run SD (static tier, committed): computed here from each seeded run's raw JSON
+    (per-dataset nDCG@10 averaged by hand, numpy's SD), leaving out the selection cells and the base."""
+    script = load_script("proposal_tests")
+    folder = ROOT / "docs" / "experiments" / "static"
+    by_hand: dict[str, list[float]] = {}
+    for results in sorted(folder.glob("runs/*/eval/shared-eval.json")):
+        seeded = re.fullmatch(r"(mnrl|mnbrl)-seed\d", results.parent.parent.name)
+        if not seeded:  # a selection cell or the untrained base
+            continue
+        datasets = json.loads(results.read_text(encoding="utf-8"))["datasets"]
+        arm = seeded.group(1)
+        by_hand.setdefault(arm, []).append(np.mean([d["metrics"]["ndcg@10"] for d in datasets.values()]))
+    sds = script.run_sd(folder, "shared-eval")
+    assert set(sds) == set(by_hand) == {"mnrl", "mnbrl"}
+    for arm, values in by_hand.items():
+        assert sds[arm] == (len(values), pytest.approx(float(np.std(values, ddof=1)), abs=1e-12))
+        assert len(values) == 8  # the plan's 8 seeds per loss
 
 
 def test_every_figure_in_the_readme_headline_is_on_the_generated_results_page():
