@@ -6,6 +6,7 @@ import importlib.util
 import itertools
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,3 +73,51 @@ def test_every_figure_in_the_readme_headline_is_on_the_generated_results_page():
     for figure in figures:
         decimals = len(figure.split(".")[1])
         assert any(round(v, decimals) == float(figure) for v in on_page), f"README figure {figure} is not on the page"
+
+
+def test_restore_models_puts_back_exactly_the_models_the_results_came_from_and_no_other(tmp_path):
+    """A finished experiment whose weights are gone (a fresh checkout: weights are not committed) gets each cell's
+    model back byte for byte, the base cell's included, so that --confirm can run; a cell whose committed train
+    log does not match its retraining gets no model and the script exits 1."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from test_experiment import bidir, write_experiment
+
+    path = write_experiment(tmp_path, seeds=1, include_base=True)
+    out = tmp_path / "out"
+    bidir("experiment", path, "--output-dir", out, "--jobs", 2, check=True)
+    runs = sorted((out / "runs").iterdir())
+    assert [r.name for r in runs] == ["base", "mnbrl-seed1", "mnrl-seed1"]
+    originals = {}
+    for run in runs:
+        originals[run.name] = {p.relative_to(run): p.read_bytes() for p in (run / "model").rglob("*") if p.is_file()}
+        shutil.rmtree(run / "model")
+
+    def restore() -> subprocess.CompletedProcess:
+        command = [sys.executable, ROOT / "scripts" / "restore_models.py", path, "--output-dir", out, "--jobs", "2"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+        return subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env)
+
+    done = restore()
+    assert done.returncode == 0, done.stderr
+    for run in runs:
+        files = {p.relative_to(run): p.read_bytes() for p in (run / "model").rglob("*") if p.is_file()}
+        # The model card (README.md) describes the rebuild's own run; every other file is the same, byte for byte.
+        assert files.keys() == originals[run.name].keys(), run.name
+        files.pop(Path("model/README.md")), originals[run.name].pop(Path("model/README.md"))
+        assert files == originals[run.name], run.name
+    bidir("experiment", path, "--output-dir", out, "--confirm", check=True)
+
+    altered = out / "runs" / "mnbrl-seed1"
+    shutil.rmtree(altered / "model")
+    lines = [json.loads(x) for x in (altered / "train_log.jsonl").read_text().splitlines()]
+    lines[0]["loss"] += 1e-6
+    (altered / "train_log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    refused = restore()
+    assert refused.returncode == 1
+    assert "mnbrl-seed1: the rebuilt model is not the one its results came from" in refused.stderr
+    assert "train_log.jsonl differs" in refused.stderr
+    assert not (altered / "model").exists()
