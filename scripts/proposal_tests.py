@@ -15,6 +15,7 @@ far one run per loss can be trusted: the difference of two single runs varies by
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import statistics
@@ -58,6 +59,18 @@ def run_sd(folder: Path, suite: str) -> dict[str, tuple[int, float]]:
             arm = re.sub(r"-seed\d+$", "", run.name)
             means.setdefault(arm, []).append(EvalResult.load(results).mean["ndcg@10"])
     return {arm: (len(v), statistics.stdev(v)) for arm, v in means.items() if len(v) > 1}
+
+
+def untrained_against_baseline(folder: Path, suite: str) -> tuple[str, float, float] | None:
+    """The experiment's own test of its untrained model against the baseline arm (summary.json's mean row):
+    (baseline, difference, p), or None when it has no base column."""
+    summary = folder / "summary.json"
+    if not summary.is_file():
+        return None
+    comparison = json.loads(summary.read_text(encoding="utf-8"))["comparisons"].get(suite)
+    mean = next((r for r in comparison["rows"] if r["name"] == "mean"), None) if comparison else None
+    base = mean and mean["differences"].get("base")
+    return (comparison["baseline"], base["diff"], base["p"]) if base else None
 
 
 def report(reference: Path, runs: list[Path], suite: str) -> str:
@@ -110,6 +123,14 @@ def report(reference: Path, runs: list[Path], suite: str) -> str:
             f"single runs varies by about sqrt(2) x {worst:.4f} = {spread:.4f}; the proposal's {mean_diff:+.4f} is "
             f"{abs(mean_diff) / spread:.1f} such standard deviations from zero.",
         ]
+        untrained = untrained_against_baseline(folder, suite)
+        if untrained and untrained[2] > 0.05:
+            baseline, diff, p = untrained
+            md[-1] += (
+                f" Here fine-tuning left the model where it started (the untrained model minus {baseline}: "
+                f"{diff:+.4f}, p = {p:.3f}), so this is the spread of runs that barely moved the model: a lower bound "
+                "for fine-tuning that changes it, not an estimate of it."
+            )
     if measured:
         md += [
             "",

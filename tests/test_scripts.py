@@ -75,6 +75,31 @@ def test_every_figure_in_the_readme_headline_is_on_the_generated_results_page():
         assert any(round(v, decimals) == float(figure) for v in on_page), f"README figure {figure} is not on the page"
 
 
+@pytest.mark.skipif(not REFERENCE.is_file(), reason="../shared/reference is beside the repository only")
+def test_a_tier_whose_fine_tuning_did_not_move_the_model_says_its_run_sd_is_a_lower_bound():
+    """The transformer tier (committed): its untrained model scores like the fine-tuned baseline, so the proposal
+    section must not present its tiny run-to-run SD as fine-tuning's. The difference it quotes is the base run's
+    mean nDCG@10 minus the baseline arm's mean over seeds, computed here from the raw results files; the static
+    tier, whose training moved the model far from the untrained one, gets no such sentence."""
+    script = load_script("proposal_tests")
+    folder = ROOT / "docs" / "experiments" / "transformer"
+
+    def mean_ndcg(run: str) -> float:  # over the tier's four test collections (the base run also has two more)
+        datasets = json.loads((folder / "runs" / run / "eval" / "shared-eval.json").read_text())["datasets"]
+        return float(
+            np.mean([datasets[name]["metrics"]["ndcg@10"] for name in ("cranfield", "cisi", "medline", "scifact")])
+        )
+
+    by_hand = mean_ndcg("base") - np.mean([mean_ndcg(f"cmnrl-seed{s}") for s in (1, 2, 3)])
+    static = ROOT / "docs" / "experiments" / "static"
+    text = script.report(REFERENCE, [static, folder], "shared-eval")
+    baseline, diff, p = script.untrained_against_baseline(folder, "shared-eval")
+    assert baseline == "cmnrl" and diff == pytest.approx(by_hand, abs=1e-12) and p > 0.05
+    assert script.untrained_against_baseline(static, "shared-eval")[2] < 0.05
+    assert text.count("left the model where it started") == 1
+    assert f"minus cmnrl: {by_hand:+.4f}" in text
+
+
 def test_restore_models_puts_back_exactly_the_models_the_results_came_from_and_no_other(tmp_path):
     """A finished experiment whose weights are gone (a fresh checkout: weights are not committed) gets each cell's
     model back byte for byte, the base cell's included, so that --confirm can run; a cell whose committed train
