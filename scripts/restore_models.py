@@ -16,6 +16,7 @@ builds it, under the same check.
     python scripts/restore_models.py configs/experiments/transformer.yaml \
         --output-dir docs/experiments/transformer --jobs 2
 
+Install the package versions the cells recorded (meta.json) first: the script checks them before it trains.
 Exit status 0 when every cell has its model, 1 when a rebuilt one differs, 2 on bad input.
 """
 
@@ -35,7 +36,7 @@ from bidir_cli.errors import InputError
 from bidir_cli.experiment import Cell, Experiment, set_arguments
 from bidir_cli.models import build_model, fingerprint_folder
 from bidir_cli.results import EvalResult
-from bidir_cli.runs import RunDir, differences
+from bidir_cli.runs import RunDir, differences, versions
 
 
 def recorded_fingerprint(run: RunDir) -> str:
@@ -45,6 +46,18 @@ def recorded_fingerprint(run: RunDir) -> str:
     if len(prints) != 1:
         raise InputError(f"{run.path}: its results files record {len(prints)} model fingerprints, not one")
     return prints.pop()
+
+
+def version_mismatches(exp: Experiment, cells: list[Cell]) -> list[str]:
+    """Packages whose installed version differs from the one a cell recorded: a model saved by another version
+    need not be byte-identical (config.json records the transformers version), so nothing is rebuilt then."""
+    here = versions()
+    found = {}
+    for cell in cells:
+        for package, recorded in exp.run_dir(cell).read_meta().versions.items():
+            if here.get(package, recorded) != recorded:
+                found[package] = f"{package} {recorded} (installed: {here[package]}; cell {cell.name})"
+    return sorted(found.values())
 
 
 def rebuild(exp: Experiment, cell: Cell, scratch: Path) -> RunDir:
@@ -101,6 +114,8 @@ def main() -> int:
         incomplete = [c.name for c in cells if exp.state(c) != "done"]
         if incomplete:
             raise InputError(f"{args.file}: cells not complete: {', '.join(incomplete)} (run the experiment first)")
+        if mismatches := version_mismatches(exp, cells):
+            raise InputError(f"the cells ran other versions; install them first: {', '.join(mismatches)}")
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

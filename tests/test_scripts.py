@@ -126,6 +126,14 @@ def test_restore_models_puts_back_exactly_the_models_the_results_came_from_and_n
         env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
         return subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env)
 
+    meta_file = out / "runs" / "mnrl-seed1" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps(meta | {"versions": meta["versions"] | {"torch": "0.0.1"}}))
+    other_torch = restore()
+    assert other_torch.returncode == 2 and "torch 0.0.1 (installed: " in other_torch.stderr
+    assert not any((run / "model").exists() for run in runs)
+    meta_file.write_text(json.dumps(meta))
+
     done = restore()
     assert done.returncode == 0, done.stderr
     for run in runs:
