@@ -13,6 +13,17 @@ Anything else stops with the difference and leaves the run folder as it was: a m
 results came from is never put in its place. The base cell (the untrained model) is rebuilt as ``--cell base``
 builds it, under the same check.
 
+Bit-exact rebuilding holds on the machine type the cells ran on; another CPU (another SIMD code path in the
+matrix kernels) rounds differently, and a transformer's train log then differs in the 7th digit. ``--rtol R``
+accepts such a rebuild when every number of its train log is within relative R of the committed one: the rebuilt
+model is then evaluated on the cell's own test suites, and the run folder gets ``rebuilt.json`` beside the model
+(its fingerprint, the train log's largest relative difference, how far its results are from the committed ones),
+and the experiment folder ``rebuilt.md``, a table of every rebuilt cell for the results page. Results evaluated
+on such a model (a later ``--confirm``) record its own fingerprint, not the one of the test results.
+
+``--scratch DIR`` keeps the rebuilt runs there (default: a temporary folder), and a completed one found there is
+used again instead of retrained, so that an interrupted restore resumes.
+
     python scripts/restore_models.py configs/experiments/transformer.yaml \
         --output-dir docs/experiments/transformer --jobs 2
 
@@ -23,20 +34,25 @@ Exit status 0 when every cell has its model, 1 when a rebuilt one differs, 2 on 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from bidir_cli.data import load_training_data
 from bidir_cli.errors import InputError
 from bidir_cli.experiment import Cell, Experiment, set_arguments
+from bidir_cli.io import atomic_write_json
 from bidir_cli.models import build_model, fingerprint_folder
 from bidir_cli.results import EvalResult
-from bidir_cli.runs import RunDir, differences, versions
+from bidir_cli.runs import RunDir, _log, differences, versions  # _log: the train log as --verify reads it
 
 
 def recorded_fingerprint(run: RunDir) -> str:
@@ -85,21 +101,134 @@ def rebuild(exp: Experiment, cell: Cell, scratch: Path) -> RunDir:
     return again
 
 
-def restore(exp: Experiment, cell: Cell, scratch: Path) -> str:
+def numbers(value: Any, at: str = "") -> dict[str, Any]:
+    """Every number of a train log line (nested dicts flattened to dotted keys)."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in numbers(item, f"{at}{key}.").items()}
+    return {at.rstrip("."): value}
+
+
+def log_relative_difference(a: RunDir, b: RunDir) -> float | None:
+    """The largest relative difference between two train logs' numbers (timings excepted, as ``--verify`` reads
+    them), or None when the logs differ in shape (lines, keys) or in anything not a number."""
+    first, second = [[numbers(line) for line in _log(run)] for run in (a, b)]
+    if len(first) != len(second) or any(x.keys() != y.keys() for x, y in zip(first, second)):
+        return None
+    largest = 0.0
+    for x, y in zip(first, second):
+        for key, u in x.items():
+            v = y[key]
+            if isinstance(u, bool) or not isinstance(u, (int, float)) or not isinstance(v, (int, float)):
+                if u != v:
+                    return None
+            elif u != v:
+                largest = max(largest, abs(u - v) / max(abs(u), abs(v)))
+    return largest
+
+
+def results_distance(run: RunDir, again: RunDir, suite: str) -> dict[str, Any]:
+    """How far the rebuilt model's results on a suite are from the committed ones (nDCG@10)."""
+    from bidir_cli.compare import find_results
+    from bidir_cli.results import DEFAULT_SETTINGS
+    from bidir_cli.suites import resolve_suite
+
+    name = resolve_suite(suite).name
+    old, new = (find_results(r, name, DEFAULT_SETTINGS)[1] for r in (run, again))
+    per_query = [
+        (x, y)
+        for dataset, d in new.datasets.items()
+        for x, y in zip(old.datasets[dataset].per_query["ndcg@10"], d.per_query["ndcg@10"], strict=True)
+    ]
+    return {
+        "suite": name,
+        "mean_ndcg@10": {"committed": old.mean["ndcg@10"], "rebuilt": new.mean["ndcg@10"]},
+        "mean_ndcg@10_difference": new.mean["ndcg@10"] - old.mean["ndcg@10"],
+        "queries": len(per_query),
+        "queries_differing": sum(x != y for x, y in per_query),
+        "largest_query_difference": max(abs(x - y) for x, y in per_query),
+    }
+
+
+def restore(exp: Experiment, cell: Cell, scratch: Path, rtol: float) -> str:
     run = exp.run_dir(cell)
     if run.model.exists():
         return f"{cell.name}: has its model"
     expected = recorded_fingerprint(run)
-    again = rebuild(exp, cell, scratch)
-    found = [] if cell.kind == "base" else differences(run, again, set())  # the train log only
-    if (got := fingerprint_folder(again.model)) != expected:
-        found.append(f"model fingerprint {got[:16]}, the results recorded {expected[:16]}")
-    if found:
+    again = RunDir(scratch / cell.name)
+    reused = again.model.is_dir() and (meta := again.read_meta()) is not None and meta.status == "completed"
+    if not reused:
+        shutil.rmtree(again.path, ignore_errors=True)  # a rebuild this script started and did not finish
+        again = rebuild(exp, cell, scratch)
+    got = fingerprint_folder(again.model)
+    exact = [] if cell.kind == "base" else differences(run, again, set())  # the train log only
+    if got != expected:
+        exact.append(f"model fingerprint {got[:16]}, the results recorded {expected[:16]}")
+    if not exact:
+        shutil.move(str(again.model), str(run.model))
+        return f"{cell.name}: restored (fingerprint {expected[:16]})"
+    relative = None if cell.kind == "base" else log_relative_difference(run, again)
+    if not rtol or relative is None or relative > rtol:
+        within = f"; the train log's largest relative difference is {relative:.1e}" if relative is not None else ""
         raise RuntimeError(
-            f"cell {cell.name}: the rebuilt model is not the one its results came from: {'; '.join(found)}"
+            f"cell {cell.name}: the rebuilt model is not the one its results came from: {'; '.join(exact)}{within}"
         )
+    for command in exp.eval_commands(cell, cell.suites, again.path):
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=exp.env())
+        if done.returncode:
+            raise RuntimeError(f"cell {cell.name}: evaluating the rebuilt model exited {done.returncode}")
+    record = {
+        "format": "bidir.rebuilt/1",
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "why": "the weights are not committed; rebuilt from the cell's own train command for a later evaluation",
+        "command": shlex.join(exp.train_command(cell)),
+        "threads": exp.threads,
+        "machine": {"platform": platform.platform(), "cpu_capability": torch_cpu_capability()},
+        "fingerprint": {"test_results": expected, "rebuilt": got},
+        "train_log_largest_relative_difference": relative,
+        "rtol": rtol,
+        "results": [results_distance(run, again, suite) for suite in cell.suites],
+    }
     shutil.move(str(again.model), str(run.model))
-    return f"{cell.name}: restored (fingerprint {expected[:16]})"
+    atomic_write_json(run.path / "rebuilt.json", record)
+    return f"{cell.name}: rebuilt within rtol {rtol:g} (train log {relative:.1e}), fingerprint {got[:16]}"
+
+
+def torch_cpu_capability() -> str:
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def rebuilt_table(exp: Experiment) -> str | None:
+    """Markdown: every cell of the experiment whose model was rebuilt within a tolerance, from rebuilt.json."""
+    records = [(c.name, json.loads(p.read_text(encoding="utf-8"))) for c in exp.test_cells()
+               if (p := exp.run_dir(c).path / "rebuilt.json").is_file()]  # fmt: skip
+    if not records:
+        return None
+    lines = [
+        f"## Rebuilt models ({exp.spec.name})",
+        "",
+        "Weights are not committed. These cells' models were rebuilt by `python scripts/restore_models.py "
+        f"{exp.path} --output-dir {exp.dir} --rtol ...` from their own train commands on another machine, where "
+        "floating point rounds differently: not bit-identical to the models the test results came from, so their "
+        "fingerprints differ, but each train log agrees to the relative difference shown, and each rebuilt model "
+        "was evaluated again on the test suite (below, against the committed results). Held-out results of these "
+        "cells come from the rebuilt models (their results files record the rebuilt fingerprint).",
+        "",
+        "| cell | machine | train log, largest relative difference | suite | mean nDCG@10 committed | rebuilt | "
+        "queries differing | largest query difference |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for name, r in records:
+        machine = f"{r['machine']['cpu_capability']}, {r['threads']} thread(s)"
+        for res in r["results"]:
+            mean = res["mean_ndcg@10"]
+            lines.append(
+                f"| {name} | {machine} | {r['train_log_largest_relative_difference']:.1e} | {res['suite']} | "
+                f"{mean['committed']:.4f} | {mean['rebuilt']:.4f} | {res['queries_differing']} of {res['queries']} | "
+                f"{res['largest_query_difference']:.4f} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -107,10 +236,17 @@ def main() -> int:
     parser.add_argument("file", help="the experiment YAML file")
     parser.add_argument("--output-dir", required=True, help="the experiment's output folder")
     parser.add_argument("--jobs", type=int, default=1, help="cells rebuilt at once")
+    parser.add_argument("--rtol", type=float, default=0.0, help="accept a train log within this relative difference")
+    parser.add_argument("--scratch", type=Path, help="keep the rebuilt runs here (and reuse completed ones)")
+    parser.add_argument("--cell", action="append", help="only this cell (repeatable; default: every test cell)")
     args = parser.parse_args()
     try:
         exp = Experiment(args.file, args.output_dir, jobs=args.jobs)
         cells = exp.test_cells()
+        unknown = set(args.cell or []) - {c.name for c in cells}
+        if unknown:
+            raise InputError(f"--cell: no such test cell: {', '.join(sorted(unknown))}")
+        cells = [c for c in cells if not args.cell or c.name in args.cell]
         incomplete = [c.name for c in cells if exp.state(c) != "done"]
         if incomplete:
             raise InputError(f"{args.file}: cells not complete: {', '.join(incomplete)} (run the experiment first)")
@@ -120,8 +256,10 @@ def main() -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="bidir-restore-") as tmp:
+        scratch = args.scratch or Path(tmp)
+        scratch.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(restore, exp, c, Path(tmp)) for c in cells]
+            futures = [pool.submit(restore, exp, c, scratch, args.rtol) for c in cells]
             failed = False
             for future in futures:
                 try:
@@ -129,6 +267,8 @@ def main() -> int:
                 except (RuntimeError, InputError) as e:
                     print(f"error: {e}", file=sys.stderr, flush=True)
                     failed = True
+    if table := rebuilt_table(exp):
+        (exp.dir / "rebuilt.md").write_text(table, encoding="utf-8")
     return 1 if failed else 0
 
 

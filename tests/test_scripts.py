@@ -121,8 +121,17 @@ def test_restore_models_puts_back_exactly_the_models_the_results_came_from_and_n
         originals[run.name] = {p.relative_to(run): p.read_bytes() for p in (run / "model").rglob("*") if p.is_file()}
         shutil.rmtree(run / "model")
 
-    def restore() -> subprocess.CompletedProcess:
-        command = [sys.executable, ROOT / "scripts" / "restore_models.py", path, "--output-dir", out, "--jobs", "2"]
+    def restore(*extra) -> subprocess.CompletedProcess:
+        command = [
+            sys.executable,
+            ROOT / "scripts" / "restore_models.py",
+            path,
+            "--output-dir",
+            out,
+            "--jobs",
+            "2",
+            *extra,
+        ]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
         return subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env)
 
@@ -154,3 +163,21 @@ def test_restore_models_puts_back_exactly_the_models_the_results_came_from_and_n
     assert "mnbrl-seed1: the rebuilt model is not the one its results came from" in refused.stderr
     assert "train_log.jsonl differs" in refused.stderr
     assert not (altered / "model").exists()
+
+    # Another machine's rounding: --rtol accepts a train log within it, evaluates the rebuilt model on the test
+    # suite again and says how far it is, in rebuilt.json and in the experiment's rebuilt.md.
+    relative = 1e-6 / (lines[0]["loss"])  # the committed loss is the altered one, the larger
+    too_strict = restore("--rtol", "1e-9")
+    assert too_strict.returncode == 1 and "largest relative difference is" in too_strict.stderr
+    assert not (altered / "model").exists()
+    within = restore("--rtol", "1e-5")
+    assert within.returncode == 0, within.stderr
+    record = json.loads((altered / "rebuilt.json").read_text())
+    assert record["train_log_largest_relative_difference"] == pytest.approx(relative, rel=1e-6)
+    committed = json.loads((altered / "eval" / "test-beir.json").read_text())
+    (result,) = record["results"]
+    assert result["mean_ndcg@10"]["committed"] == pytest.approx(committed["mean"]["ndcg@10"], abs=1e-12)
+    # The model itself is the same here (this machine rebuilt it): its results are too.
+    assert result["queries_differing"] == 0 and result["mean_ndcg@10_difference"] == 0
+    assert record["fingerprint"]["rebuilt"] == committed["model"]["fingerprint"]
+    assert "| mnbrl-seed1 |" in (out / "rebuilt.md").read_text()
