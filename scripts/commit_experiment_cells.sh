@@ -12,7 +12,7 @@ for run in docs/experiments/*/runs/*/; do
     git add "$run"
   fi
 done
-for f in docs/experiments/*/{report.md,summary.json,plan.json,confirmation.json} docs/experiments/*/*.png; do
+for f in docs/experiments/*/{report.md,summary.json,plan.json,confirmation.json,rebuilt.md} docs/experiments/*/*.png; do
   if [ -f "$f" ]; then git add "$f"; fi
 done
 if git diff --cached --quiet -- docs/experiments; then

@@ -41,6 +41,8 @@ if [ ${#pending[@]} -gt 0 ] || [ ${#running[@]} -gt 0 ]; then
   } > docs/experiments/pending.md
   sections+=(--section docs/experiments/pending.md)
 fi
+# Models rebuilt for a confirmation on another machine (scripts/restore_models.py --rtol): how far they are.
+for table in docs/experiments/*/rebuilt.md; do sections+=(--section "$table"); done
 # The run-to-run variation of every complete experiment, set against the proposal's one run per loss.
 runs=()
 for folder in "${folders[@]}"; do runs+=(--runs "$folder"); done
