@@ -134,6 +134,10 @@ def results_distance(run: RunDir, again: RunDir, suite: str) -> dict[str, Any]:
 
     name = resolve_suite(suite).name
     old, new = (find_results(r, name, DEFAULT_SETTINGS)[1] for r in (run, again))
+    if new.datasets.keys() != old.datasets.keys():
+        raise RuntimeError(
+            f"{again.path}: evaluated on {sorted(new.datasets)}, the committed results on {sorted(old.datasets)}"
+        )
     per_query = [
         (x, y)
         for dataset, d in new.datasets.items()
@@ -172,7 +176,10 @@ def restore(exp: Experiment, cell: Cell, scratch: Path, rtol: float) -> str:
         raise RuntimeError(
             f"cell {cell.name}: the rebuilt model is not the one its results came from: {'; '.join(exact)}{within}"
         )
-    for command in exp.eval_commands(cell, cell.suites, again.path):
+    subset = cell.config.evaluation.datasets  # the train command evaluated its own suite on these only
+    for suite, command in zip(cell.suites, exp.eval_commands(cell, cell.suites, again.path), strict=True):
+        if subset and suite == cell.suites[0]:
+            command += ["--datasets", ",".join(subset)]
         done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=exp.env())
         if done.returncode:
             raise RuntimeError(f"cell {cell.name}: evaluating the rebuilt model exited {done.returncode}")
