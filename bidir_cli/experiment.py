@@ -28,7 +28,7 @@ from .errors import InputError
 from .experiment_file import ExperimentConfig, load_experiment
 from .io import atomic_write_json, log
 from .results import DEFAULT_SETTINGS, EvalResult
-from .runs import RunDir, checkout_root, code_version, differences, git_commit, now
+from .runs import RunDir, checkout_root, code_version, cpu_mismatch, differences, git_commit, now
 
 PLAN_HASH_VERSION = 2  # plan.json and confirmation.json record it: hashes of different versions are not compared
 
@@ -359,7 +359,8 @@ class Experiment:
         """Retrain one cell into a temporary folder with the same identity and compare its results exactly.
 
         Returns:
-            The differences (empty when the results are identical, timings excepted).
+            The differences (empty when the results are identical, timings excepted), and then, if the cell ran
+            on another CPU capability or recorded none, what to pin.
         """
         cell = next((c for c in self.cells() if c.name == name), None)
         if cell is None:
@@ -371,7 +372,9 @@ class Experiment:
             self.run_cell(cell, output=again)
             # What the cell's own suites produced; a later --confirm (or any other evaluation) of the original is
             # not retrained, so it is not compared.
-            return differences(self.run_dir(cell), RunDir(again), {p.name for p in RunDir(again).results_files()})
+            found = differences(self.run_dir(cell), RunDir(again), {p.name for p in RunDir(again).results_files()})
+        cpu = cpu_mismatch(self.run_dir(cell).read_meta().cpu) if found else None
+        return found + ([cpu] if cpu else [])
 
 
 def assignments(overrides: dict[str, Any]) -> list[str]:

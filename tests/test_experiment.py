@@ -222,6 +222,15 @@ def test_verify_reproduces_an_unchanged_cell_and_fails_on_an_altered_result(fini
     results.write_text(json.dumps(data))
     bad = bidir("experiment", path, "--output-dir", out, "--verify", "mnbrl-seed1")
     assert bad.returncode == 1 and "did not reproduce" in bad.stderr and "ndcg@10" in bad.stderr
+    assert "CPU capability" not in bad.stderr  # the cell ran on this CPU: nothing to pin
+
+    # A cell that ran on another CPU kind: the failure says what to pin.
+    meta_path = out / "runs" / "mnbrl-seed1" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(meta | {"cpu": {**meta["cpu"], "capability": "NO AVX", "pinned": {}}}))
+    other = bidir("experiment", path, "--output-dir", out, "--verify", "mnbrl-seed1")
+    assert other.returncode == 1 and "the run's CPU capability was NO AVX" in other.stderr
+    assert "ATEN_CPU_CAPABILITY" in other.stderr
 
 
 def test_an_unknown_key_in_an_experiment_file_is_named(tmp_path):
