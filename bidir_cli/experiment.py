@@ -288,12 +288,22 @@ class Experiment:
 
     # --- the untrained model as a column ------------------------------------------------------------------------
 
-    def run_base(self) -> None:
-        """Save the base config's model as it is before its first step, then evaluate it like any cell."""
+    def base_model(self, cell: Cell):
+        """The base config's model as it is before its first step (what the base cell saves)."""
         from transformers import set_seed
 
         from .data import load_training_data
         from .models import build_model
+
+        cfg = cell.config
+        texts = None
+        if cfg.model.static is not None and cfg.model.static.tokenizer == "train":
+            texts = load_training_data(cfg.data, Path(self.spec.base).parent, cfg.training.seed).texts()
+        set_seed(cfg.training.seed)
+        return build_model(cfg.model, texts)
+
+    def run_base(self) -> None:
+        """Save the base config's model as it is before its first step, then evaluate it like any cell."""
         from .runs import RunMeta, start_run, versions
 
         cell = next(c for c in self.test_cells() if c.kind == "base")
@@ -306,11 +316,7 @@ class Experiment:
                 subprocess.run(command, check=True, env=self.env())
             return
         cfg = cell.config
-        texts = None
-        if cfg.model.static is not None and cfg.model.static.tokenizer == "train":
-            texts = load_training_data(cfg.data, Path(self.spec.base).parent, cfg.training.seed).texts()
-        set_seed(cfg.training.seed)
-        model = build_model(cfg.model, texts)
+        model = self.base_model(cell)
         meta = RunMeta(status="starting", name="base", seed=cfg.training.seed, started=now(), versions=versions(),
                        git_commit=git_commit(Path(__file__).parent), code=code_version(), config=cfg.model_dump(mode="json"),
                        note="the untrained model of the base config (before its first step)")  # fmt: skip

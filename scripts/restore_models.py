@@ -50,11 +50,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bidir_cli.data import load_training_data
 from bidir_cli.errors import InputError
 from bidir_cli.experiment import Cell, Experiment, set_arguments
 from bidir_cli.io import atomic_write_json
-from bidir_cli.models import build_model, fingerprint_folder
+from bidir_cli.models import fingerprint_folder
 from bidir_cli.results import EvalResult
 from bidir_cli.runs import RunDir, _log, cpu_mismatch, differences, versions  # _log: the log as --verify reads it
 
@@ -88,15 +87,7 @@ def rebuild(exp: Experiment, cell: Cell, scratch: Path) -> RunDir:
     """The cell retrained (or, for the base cell, rebuilt) into ``scratch``, without evaluation."""
     again = RunDir(scratch / cell.name)
     if cell.kind == "base":
-        from transformers import set_seed
-
-        # As Experiment.run_base builds it (that method also writes the run folder, so it is not called here).
-        cfg = cell.config
-        texts = None
-        if cfg.model.static is not None and cfg.model.static.tokenizer == "train":
-            texts = load_training_data(cfg.data, Path(exp.spec.base).parent, cfg.training.seed).texts()
-        set_seed(cfg.training.seed)
-        build_model(cfg.model, texts).save(str(again.model))
+        exp.base_model(cell).save(str(again.model))
         return again
     command = exp.train_command(cell, output=again.path) + set_arguments({"evaluation.suite": None})
     log = scratch / f"{cell.name}.log"
