@@ -65,7 +65,7 @@ def cpu_description() -> dict[str, Any]:
 def cpu_mismatch(recorded: dict[str, Any]) -> str | None:
     """Why a run's float results may differ here: it recorded another CPU capability or pinning, or none at all."""
     here = cpu_description()
-    pin = f"pin the kernels as it ran with {', '.join(ISA_VARIABLES)} (README: reproducing a run)"
+    pin = f"pin the kernels to the run's level with {', '.join(ISA_VARIABLES)} (README: Reproduction)"
     if not recorded:
         return f"the run did not record its CPU (here: {here['capability']}); on another CPU kind {pin}"
     if (recorded.get("capability"), recorded.get("pinned")) != (here["capability"], here["pinned"]):
