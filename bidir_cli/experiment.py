@@ -28,7 +28,7 @@ from .errors import InputError
 from .experiment_file import ExperimentConfig, load_experiment
 from .io import atomic_write_json, log
 from .results import DEFAULT_SETTINGS, EvalResult
-from .runs import RunDir, checkout_root, code_version, differences, git_commit, now
+from .runs import RunDir, checkout_root, code_version, cpu_mismatch, differences, git_commit, now
 
 PLAN_HASH_VERSION = 2  # plan.json and confirmation.json record it: hashes of different versions are not compared
 
@@ -288,12 +288,22 @@ class Experiment:
 
     # --- the untrained model as a column ------------------------------------------------------------------------
 
-    def run_base(self) -> None:
-        """Save the base config's model as it is before its first step, then evaluate it like any cell."""
+    def base_model(self, cell: Cell):
+        """The base config's model as it is before its first step (what the base cell saves)."""
         from transformers import set_seed
 
         from .data import load_training_data
         from .models import build_model
+
+        cfg = cell.config
+        texts = None
+        if cfg.model.static is not None and cfg.model.static.tokenizer == "train":
+            texts = load_training_data(cfg.data, Path(self.spec.base).parent, cfg.training.seed).texts()
+        set_seed(cfg.training.seed)
+        return build_model(cfg.model, texts)
+
+    def run_base(self) -> None:
+        """Save the base config's model as it is before its first step, then evaluate it like any cell."""
         from .runs import RunMeta, start_run, versions
 
         cell = next(c for c in self.test_cells() if c.kind == "base")
@@ -306,11 +316,7 @@ class Experiment:
                 subprocess.run(command, check=True, env=self.env())
             return
         cfg = cell.config
-        texts = None
-        if cfg.model.static is not None and cfg.model.static.tokenizer == "train":
-            texts = load_training_data(cfg.data, Path(self.spec.base).parent, cfg.training.seed).texts()
-        set_seed(cfg.training.seed)
-        model = build_model(cfg.model, texts)
+        model = self.base_model(cell)
         meta = RunMeta(status="starting", name="base", seed=cfg.training.seed, started=now(), versions=versions(),
                        git_commit=git_commit(Path(__file__).parent), code=code_version(), config=cfg.model_dump(mode="json"),
                        note="the untrained model of the base config (before its first step)")  # fmt: skip
@@ -359,7 +365,8 @@ class Experiment:
         """Retrain one cell into a temporary folder with the same identity and compare its results exactly.
 
         Returns:
-            The differences (empty when the results are identical, timings excepted).
+            The differences (empty when the results are identical, timings excepted), and then, if the cell ran
+            on another CPU capability or recorded none, what to pin.
         """
         cell = next((c for c in self.cells() if c.name == name), None)
         if cell is None:
@@ -371,7 +378,9 @@ class Experiment:
             self.run_cell(cell, output=again)
             # What the cell's own suites produced; a later --confirm (or any other evaluation) of the original is
             # not retrained, so it is not compared.
-            return differences(self.run_dir(cell), RunDir(again), {p.name for p in RunDir(again).results_files()})
+            found = differences(self.run_dir(cell), RunDir(again), {p.name for p in RunDir(again).results_files()})
+        cpu = cpu_mismatch(self.run_dir(cell).read_meta().cpu) if found else None
+        return found + ([cpu] if cpu else [])
 
 
 def assignments(overrides: dict[str, Any]) -> list[str]:

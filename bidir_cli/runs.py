@@ -18,6 +18,7 @@ no other module builds a run path or a meta.json dict by hand.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import shutil
@@ -41,6 +42,44 @@ RUN_PACKAGES = ("sentence-transformers", "transformers", "torch", "datasets", "a
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# The variables that pin the vector instructions torch, MKL and oneDNN use. Same code, threads and data give other
+# last digits on a CPU with other vector units (measured: a tier-3 cell trained on an AVX512 machine reproduced an
+# AVX2 machine's train log exactly only with all three set to AVX2; ATEN_CPU_CAPABILITY alone fixed the loss, not
+# the gradient norm).
+ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
+
+
+def cpu_description() -> dict[str, Any]:
+    """The CPU kernels a run's float results depend on: torch's dispatch level, the processor, the pinning."""
+    import torch
+
+    return {
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "processor": _processor(),
+        "pinned": {name: os.environ[name] for name in ISA_VARIABLES if name in os.environ},
+    }
+
+
+def cpu_mismatch(recorded: dict[str, Any]) -> str | None:
+    """Why a run's float results may differ here: it recorded another CPU capability or pinning, or none at all."""
+    here = cpu_description()
+    pin = f"pin the kernels to the run's level with {', '.join(ISA_VARIABLES)} (README: Reproduction)"
+    if not recorded:
+        return f"the run did not record its CPU (here: {here['capability']}); on another CPU kind {pin}"
+    if (recorded.get("capability"), recorded.get("pinned")) != (here["capability"], here["pinned"]):
+        return (f"the run's CPU capability was {recorded.get('capability')} (pinned: {recorded.get('pinned') or 'no'}), "
+                f"here {here['capability']} (pinned: {here['pinned'] or 'no'}): {pin}")  # fmt: skip
+    return None
+
+
+def _processor() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
 
 
 def versions(packages: tuple[str, ...] = RUN_PACKAGES) -> dict[str, str]:
@@ -133,6 +172,7 @@ class RunMeta:
     device: str | None = None
     world_size: int | None = None
     threads: int | None = None
+    cpu: dict[str, Any] = field(default_factory=dict)  # cpu_description(); absent from runs before 2026-12-06
     model: dict[str, Any] = field(default_factory=dict)
     loss: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
@@ -154,7 +194,7 @@ class RunMeta:
         values.setdefault("format", LEGACY_RUN_FORMAT)
         values.setdefault("status", None)
         values.setdefault("name", "")
-        for key in ("train", "model", "loss", "data", "config", "versions"):
+        for key in ("train", "model", "loss", "data", "config", "versions", "cpu"):
             if values.get(key) is None:
                 values.pop(key, None)
         return cls(**values, extra={k: v for k, v in d.items() if k not in known})

@@ -21,7 +21,18 @@ from sentence_transformers import SentenceTransformerTrainer
 from .config import Config, config_to_yaml, load_config
 from .errors import InputError
 from .io import atomic_write_text, log
-from .runs import RunDir, RunMeta, checkpoint_step, code_version, git_commit, now, prepare_run_dir, start_run, versions
+from .runs import (
+    RunDir,
+    RunMeta,
+    checkpoint_step,
+    code_version,
+    cpu_description,
+    git_commit,
+    now,
+    prepare_run_dir,
+    start_run,
+    versions,
+)
 
 if TYPE_CHECKING:
     from .evaluate import EvalSuite
@@ -179,10 +190,12 @@ def train(
         device=str(args.device),
         world_size=args.world_size,
         threads=torch.get_num_threads(),  # CPU threads change both the speed and the float results
+        cpu=cpu_description(),  # and so do the CPU's vector instructions
         model={"source": cfg.model.name_or_path or "static", **model_description(model)},
         loss=cfg.loss.settings(),
         data={"sources": [s.identity for s in data.sources], "rows": data.rows, "sampling": cfg.data.sampling},
         config=cfg.model_dump(mode="json"),
+        train=previous.train,  # the processes before a resume: record() keeps what this one does not measure
     )
     if is_main_process():
         start_run(run, meta, overwrite=overwrite)  # meta.json first: the folder is recognisably bidir's
@@ -198,7 +211,14 @@ def train(
 
     started = time.perf_counter()
     try:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if checkpoint is not None and (last := final_state(checkpoint)) is not None:
+            # transformers' Trainer resumed from the checkpoint of its last step trains one step more when that
+            # step ends mid-epoch (measured with 5.24: a 6-step run resumed from checkpoint-6 ended at step 7, its
+            # model no longer the uninterrupted run's). Nothing is left to train: load the checkpoint instead.
+            trainer._load_from_checkpoint(str(checkpoint))
+            trainer.state = last
+        else:
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except KeyboardInterrupt:
         record(run, meta, trainer, started, "interrupted", note="stopped by SIGINT; continue with --resume")
         raise
@@ -226,6 +246,14 @@ def train(
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def final_state(checkpoint: Path):
+    """The trainer state of a checkpoint taken at the run's last step, or None for an earlier checkpoint."""
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    return state if state.max_steps and state.global_step >= state.max_steps else None
 
 
 def final_evaluation(run: RunDir, suite: EvalSuite, batch_size: int) -> tuple[EvalResult, Path]:
@@ -256,12 +284,14 @@ def record(run: RunDir, meta: RunMeta, trainer, started: float, status: str, not
     from .callbacks import examples_per_step
 
     examples = (trainer.state.global_step - checkpoint_step(meta.resumed_from)) * examples_per_step(trainer.args)
+    before = meta.train  # a resumed run's figures from the processes before it (empty for a new run)
     meta.train = {
         "steps": trainer.state.global_step,
         "max_steps": trainer.state.max_steps,
         "epochs": trainer.state.epoch,
-        "examples_per_second": examples / seconds if seconds > 0 else None,
-        "peak_memory_bytes": peak_memory(),
+        # A run resumed from its last checkpoint trains no step here: the rate measured before stands.
+        "examples_per_second": examples / seconds if examples and seconds > 0 else before.get("examples_per_second"),
+        "peak_memory_bytes": max(peak_memory(), before.get("peak_memory_bytes") or 0),  # over every process
         "peak_memory_kind": "cuda max_memory_allocated" if torch.cuda.is_available() else "process peak RSS",
     }
     meta.wall_time_s = meta.wall_time_s_before + seconds

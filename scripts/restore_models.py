@@ -13,8 +13,12 @@ Anything else stops with the difference and leaves the run folder as it was: a m
 results came from is never put in its place. The base cell (the untrained model) is rebuilt as ``--cell base``
 builds it, under the same check.
 
-Bit-exact rebuilding holds on the machine type the cells ran on; another CPU (another SIMD code path in the
-matrix kernels) rounds differently, and a transformer's train log then differs in the 7th digit. ``--rtol R``
+Bit-exact rebuilding holds on the CPU kind the cells ran on; another one (another SIMD code path in the kernels)
+rounds differently, and a transformer's train log then differs in the 7th digit. Pinning the kernels to the cells'
+level usually restores exactness: the transformer tier's cells, trained on an AVX2 machine, were rebuilt bit for bit
+on an AVX512 one with ``ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2`` (set for
+this script; the cells' train commands inherit them). Cells that recorded their CPU (meta.json ``cpu``, since
+2026-12-06) are checked against it before anything trains. Where pinning cannot help, ``--rtol R``
 accepts such a rebuild when every number of its train log is within relative R of the committed one: the rebuilt
 model is then evaluated on the cell's own test suites, and the run folder gets ``rebuilt.json`` beside the model
 (its fingerprint, the train log's largest relative difference, how far its results are from the committed ones),
@@ -46,13 +50,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bidir_cli.data import load_training_data
 from bidir_cli.errors import InputError
 from bidir_cli.experiment import Cell, Experiment, set_arguments
 from bidir_cli.io import atomic_write_json
-from bidir_cli.models import build_model, fingerprint_folder
+from bidir_cli.models import fingerprint_folder
 from bidir_cli.results import EvalResult
-from bidir_cli.runs import RunDir, _log, differences, versions  # _log: the train log as --verify reads it
+from bidir_cli.runs import RunDir, _log, cpu_mismatch, differences, versions  # _log: the log as --verify reads it
 
 
 def recorded_fingerprint(run: RunDir) -> str:
@@ -66,13 +69,17 @@ def recorded_fingerprint(run: RunDir) -> str:
 
 def version_mismatches(exp: Experiment, cells: list[Cell]) -> list[str]:
     """Packages whose installed version differs from the one a cell recorded: a model saved by another version
-    need not be byte-identical (config.json records the transformers version), so nothing is rebuilt then."""
+    need not be byte-identical (config.json records the transformers version), so nothing is rebuilt then. And the
+    CPU kernels, for cells that recorded them."""
     here = versions()
     found = {}
     for cell in cells:
-        for package, recorded in exp.run_dir(cell).read_meta().versions.items():
+        meta = exp.run_dir(cell).read_meta()
+        for package, recorded in meta.versions.items():
             if here.get(package, recorded) != recorded:
                 found[package] = f"{package} {recorded} (installed: {here[package]}; cell {cell.name})"
+        if meta.cpu and (problem := cpu_mismatch(meta.cpu)):
+            found["cpu"] = f"{problem} (cell {cell.name})"
     return sorted(found.values())
 
 
@@ -80,15 +87,7 @@ def rebuild(exp: Experiment, cell: Cell, scratch: Path) -> RunDir:
     """The cell retrained (or, for the base cell, rebuilt) into ``scratch``, without evaluation."""
     again = RunDir(scratch / cell.name)
     if cell.kind == "base":
-        from transformers import set_seed
-
-        # As Experiment.run_base builds it (that method also writes the run folder, so it is not called here).
-        cfg = cell.config
-        texts = None
-        if cfg.model.static is not None and cfg.model.static.tokenizer == "train":
-            texts = load_training_data(cfg.data, Path(exp.spec.base).parent, cfg.training.seed).texts()
-        set_seed(cfg.training.seed)
-        build_model(cfg.model, texts).save(str(again.model))
+        exp.base_model(cell).save(str(again.model))
         return again
     command = exp.train_command(cell, output=again.path) + set_arguments({"evaluation.suite": None})
     log = scratch / f"{cell.name}.log"
@@ -258,7 +257,7 @@ def main() -> int:
         if incomplete:
             raise InputError(f"{args.file}: cells not complete: {', '.join(incomplete)} (run the experiment first)")
         if mismatches := version_mismatches(exp, cells):
-            raise InputError(f"the cells ran other versions; install them first: {', '.join(mismatches)}")
+            raise InputError(f"the cells ran other versions or CPU kernels; match them first: {', '.join(mismatches)}")
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

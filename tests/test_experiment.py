@@ -178,6 +178,22 @@ def test_the_report_rebuilds_from_results_only_files(finished, tmp_path):
     assert statistics(out) == statistics(reference)
 
 
+def test_the_cost_table_leaves_out_a_rate_a_resumed_run_did_not_measure(finished, tmp_path):
+    """Before 2026-12-06 a run resumed from its last checkpoint recorded 0.0 examples per second (its last process
+    trained no step); the report's mean rate is then the measured runs' only, and says so."""
+    path, reference = finished
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    meta_file = out / "runs" / "mnrl-seed1" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["resumed"], meta["train"]["examples_per_second"] = ["2026-12-03T20:10:32+00:00"], 0.0
+    meta_file.write_text(json.dumps(meta))
+    bidir("experiment", path, "--output-dir", out, "--report-only", check=True)
+    measured = json.loads((out / "runs" / "mnrl-seed2" / "meta.json").read_text())["train"]["examples_per_second"]
+    row = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("| mnrl | 2 |"))
+    assert row.split(" | ")[3] == f"{measured:.1f} (1 of 2 runs measured)"
+
+
 def test_confirm_refuses_before_completion_then_runs_once_with_its_hashes(finished, tmp_path):
     path, reference = finished
     early = bidir("experiment", path, "--output-dir", tmp_path / "empty", "--confirm")
@@ -222,6 +238,15 @@ def test_verify_reproduces_an_unchanged_cell_and_fails_on_an_altered_result(fini
     results.write_text(json.dumps(data))
     bad = bidir("experiment", path, "--output-dir", out, "--verify", "mnbrl-seed1")
     assert bad.returncode == 1 and "did not reproduce" in bad.stderr and "ndcg@10" in bad.stderr
+    assert "CPU capability" not in bad.stderr  # the cell ran on this CPU: nothing to pin
+
+    # A cell that ran on another CPU kind: the failure says what to pin.
+    meta_path = out / "runs" / "mnbrl-seed1" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(meta | {"cpu": {**meta["cpu"], "capability": "NO AVX", "pinned": {}}}))
+    other = bidir("experiment", path, "--output-dir", out, "--verify", "mnbrl-seed1")
+    assert other.returncode == 1 and "the run's CPU capability was NO AVX" in other.stderr
+    assert "ATEN_CPU_CAPABILITY" in other.stderr
 
 
 def test_an_unknown_key_in_an_experiment_file_is_named(tmp_path):

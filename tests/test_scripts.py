@@ -141,6 +141,10 @@ def test_restore_models_puts_back_exactly_the_models_the_results_came_from_and_n
     other_torch = restore()
     assert other_torch.returncode == 2 and "torch 0.0.1 (installed: " in other_torch.stderr
     assert not any((run / "model").exists() for run in runs)
+    meta_file.write_text(json.dumps(meta | {"cpu": meta["cpu"] | {"capability": "NO AVX"}}))
+    other_cpu = restore()
+    assert other_cpu.returncode == 2 and "the run's CPU capability was NO AVX" in other_cpu.stderr
+    assert "ATEN_CPU_CAPABILITY" in other_cpu.stderr and not any((run / "model").exists() for run in runs)
     meta_file.write_text(json.dumps(meta))
 
     done = restore()

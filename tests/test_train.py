@@ -94,7 +94,8 @@ def test_run_leaves_exactly_the_documented_files(tmp_path):
     assert SentenceTransformer(str(out / "model"), device="cpu").encode(["query 1"]).shape == (1, 16)
 
 
-def test_meta_json_records_what_ran(tmp_path):
+def test_meta_json_records_what_ran(tmp_path, monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # recorded as set; oneDNN, loaded already, ignores it here
     config = tiny_config(tmp_path, loss={"name": "mnbrl", "scale": 25, "doc_doc_mask": "self"})
     out = tmp_path / "run"
     assert run_train(str(config), "--output-dir", str(out)).exit_code == 0
@@ -110,6 +111,7 @@ def test_meta_json_records_what_ran(tmp_path):
     }  # fmt: skip
     assert meta["train"]["steps"] == 6 and meta["train"]["examples_per_second"] > 0
     assert meta["train"]["peak_memory_bytes"] > 0 and meta["wall_time_s"] > 0
+    assert meta["cpu"]["capability"] and meta["cpu"]["pinned"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
 
     # The source's identity: its rows and a hash of exactly those rows, computed independently here.
     rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
@@ -198,6 +200,32 @@ def test_resume_continues_from_the_last_checkpoint_to_the_same_final_step(tmp_pa
     # Same data order and same weights at the checkpoint: the resumed losses repeat the original ones.
     for a, b in zip(log, full_log):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+
+
+def test_a_run_resumed_from_its_last_checkpoint_trains_nothing_more(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    config = tiny_config(tmp_path)  # 6 steps of 8 batches an epoch: the last checkpoint falls mid-epoch
+    out = tmp_path / "run"
+    assert run_train(str(config), "--output-dir", str(out)).exit_code == 0
+    first = json.loads((out / "meta.json").read_text())
+    log = (out / "train_log.jsonl").read_text()
+    # Stopped after the last checkpoint was written, before the model was saved.
+    shutil.move(out / "model", tmp_path / "uninterrupted")
+    (out / "meta.json").write_text(json.dumps({**first, "status": "interrupted"}))
+
+    assert run_train(str(config), "--output-dir", str(out), "--resume").exit_code == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["resumed_from"].endswith("checkpoint-6") and meta["train"]["steps"] == 6
+    assert (out / "train_log.jsonl").read_text() == log
+    sentences = ["query 1 a b c", "doc 2 d e f"]
+    resumed, uninterrupted = (
+        SentenceTransformer(str(p)).encode(sentences) for p in (out / "model", tmp_path / "uninterrupted")
+    )
+    assert (resumed == uninterrupted).all()
+    # No step trained in the resumed process: the throughput measured before stands, the peak covers both.
+    assert meta["train"]["examples_per_second"] == first["train"]["examples_per_second"] > 0
+    assert meta["train"]["peak_memory_bytes"] >= first["train"]["peak_memory_bytes"]
 
 
 def test_resume_refuses_a_changed_config(tmp_path):
