@@ -107,20 +107,13 @@ def _against_base(exp: Experiment, base: Cell, chosen: dict[str, dict[str, Any]]
             *(f"- {line}" for line in verdict_lines(comparison))]  # fmt: skip
 
 
-def measured_rate(meta) -> float | None:
-    """The run's examples per second, or None where it was not measured: a run resumed from its last checkpoint
-    trained no step in its last process, and before 2026-12-06 recorded that process's rate, 0.0."""
-    rate = meta.train.get("examples_per_second")
-    return None if not rate and meta.resumed else rate
-
-
 def cost_table(exp: Experiment, cells: list[Cell]) -> list[str]:
     lines = ["| arm | runs | wall time (s) | examples / s | peak memory (MiB) |", "|---|---:|---:|---:|---:|"]
     for arm in exp.spec.arms:
         metas = [m for c in cells if c.arm == arm and c.kind == "test" and (m := _meta(exp.run_dir(c))) and m.train]
         if not metas:
             continue
-        rates = [r for m in metas if (r := measured_rate(m)) is not None]
+        rates = [r for m in metas if (r := m.train.get("examples_per_second")) is not None]  # None: not measured
         cols = [[m.wall_time_s for m in metas], rates, [m.train["peak_memory_bytes"] / 2**20 for m in metas]]
         cells_text = [
             (f"{statistics.mean(v):.1f}" + (f" ± {statistics.stdev(v):.1f}" if len(v) > 1 else "")) if v else "n/a"

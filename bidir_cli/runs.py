@@ -197,6 +197,10 @@ class RunMeta:
         for key in ("train", "model", "loss", "data", "config", "versions", "cpu"):
             if values.get(key) is None:
                 values.pop(key, None)
+        if values.get("resumed") and values.get("train") and not values["train"].get("examples_per_second"):
+            # Before 2026-12-06 a run resumed from its last checkpoint recorded its last process's rate, 0.0 (that
+            # process trained no step): not measured, so every table that reads the rate leaves it out.
+            values["train"] = values["train"] | {"examples_per_second": None}
         return cls(**values, extra={k: v for k, v in d.items() if k not in known})
 
     def settings(self) -> dict[str, Any]:

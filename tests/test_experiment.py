@@ -192,6 +192,9 @@ def test_the_cost_table_leaves_out_a_rate_a_resumed_run_did_not_measure(finished
     measured = json.loads((out / "runs" / "mnrl-seed2" / "meta.json").read_text())["train"]["examples_per_second"]
     row = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("| mnrl | 2 |"))
     assert row.split(" | ")[3] == f"{measured:.1f} (1 of 2 runs measured)"
+    # The comparison table's measurement row reads the same meta.json: the one measured run, no ± over two.
+    rates = next(line for line in (out / "report.md").read_text().splitlines() if "| examples per second |" in line)
+    assert f"| {measured:,.2f} |" in rates
 
 
 def test_confirm_refuses_before_completion_then_runs_once_with_its_hashes(finished, tmp_path):
