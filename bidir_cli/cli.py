@@ -387,5 +387,19 @@ def mine(
     run_command(body)
 
 
+def invoke(args: list[str]) -> int:
+    """``bidir ARGS`` in this process; returns the exit status (the in-process executor of ``bidir experiment``)."""
+    import click
+
+    saved = dict(_state)
+    try:
+        return typer.main.get_command(app).main(args, prog_name="bidir", standalone_mode=False) or 0
+    except click.ClickException as e:  # a usage error, as the command line prints it
+        e.show()
+        return e.exit_code
+    finally:
+        _state.update(saved)
+
+
 if __name__ == "__main__":
     app()

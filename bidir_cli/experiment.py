@@ -14,8 +14,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,8 +21,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from . import executors
 from .config import Config, load_config
 from .errors import InputError
+from .executors import BIDIR, Executor
 from .experiment_file import ExperimentConfig, load_experiment
 from .io import atomic_write_json, log
 from .results import DEFAULT_SETTINGS, EvalResult
@@ -49,7 +49,9 @@ class Cell:
 class Experiment:
     """An experiment file and its output folder: the cells, their state, and how to run them."""
 
-    def __init__(self, path: str | Path, output_dir: str | Path | None = None, jobs: int = 1) -> None:
+    def __init__(
+        self, path: str | Path, output_dir: str | Path | None = None, jobs: int = 1, executor: Executor | None = None
+    ) -> None:
         self.path = Path(path)
         self.spec: ExperimentConfig = load_experiment(self.path)
         self.dir = Path(output_dir) if output_dir else Path("runs") / "experiments" / self.spec.name
@@ -60,7 +62,8 @@ class Experiment:
             raise InputError(f"{self.path}: evaluate: no test suite (the base config has no evaluation.suite)")
         self.suites = self.spec.evaluate or [self._base_relative(base_suite)]
         self.threads = self.spec.threads or self._threads_in_use() or max(1, (os.cpu_count() or 1) // jobs)
-        self.prefix = shlex.split(self.spec.command) if self.spec.command else [sys.executable, "-m", "bidir_cli.cli"]
+        self.prefix = shlex.split(self.spec.command) if self.spec.command else BIDIR
+        self.executor = executor or executors.default_executor(self.prefix)
 
     @cached_property
     def root(self) -> Path:
@@ -95,6 +98,9 @@ class Experiment:
     @property
     def runs_dir(self) -> Path:
         return self.dir / "runs"
+
+    def log_path(self, cell: Cell) -> Path:
+        return self.dir / "logs" / f"{cell.name}.log"
 
     def run_dir(self, cell: Cell) -> RunDir:
         return RunDir(self.runs_dir / cell.name)
@@ -209,13 +215,29 @@ class Experiment:
     # --- commands -------------------------------------------------------------------------------------------------
 
     def train_command(self, cell: Cell, *, resume: bool = False, output: Path | None = None) -> list[str]:
+        """The cell's ``bidir train`` arguments (the executor puts the program in front)."""
         out = output or self.run_dir(cell).path
-        command = [*self.prefix, "train", self.spec.base, *set_arguments(cell.overrides), "--output-dir", str(out)]
+        command = ["train", self.spec.base, *set_arguments(cell.overrides), "--output-dir", str(out)]
         return command + (["--resume"] if resume else [])
 
     def eval_commands(self, cell: Cell, suites: list[str], run: Path | None = None) -> list[list[str]]:
         run = run or self.run_dir(cell).path
-        return [[*self.prefix, "eval", str(run), "--suite", s, "--no-cache"] for s in suites]
+        return [["eval", str(run), "--suite", s, "--no-cache"] for s in suites]
+
+    def shown(self, args: list[str]) -> list[str]:
+        """A command as a person types it: ``bidir ...``, or the experiment's own ``command:`` in front."""
+        return [*(self.prefix if self.spec.command else ["bidir"]), *args]
+
+    def execute(self, cell: Cell, commands: list[list[str]], logfile: Path) -> None:
+        """Run a cell's commands in order through the executor, appending their output to ``logfile``."""
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        with logfile.open("a", encoding="utf-8") as f:
+            for command in commands:
+                f.write(f"$ {shlex.join(self.shown(command))}\n")
+                f.flush()
+                status = self.executor.run(command, self.env(), f)
+                if status:
+                    raise RuntimeError(f"cell {cell.name}: bidir {command[0]} ... exited {status}; see {logfile}")
 
     def env(self) -> dict[str, str]:
         threads = str(self.threads)
@@ -223,29 +245,20 @@ class Experiment:
                 os.environ.get("HF_HUB_OFFLINE", "0"), "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
 
     def run_cell(self, cell: Cell, *, output: Path | None = None) -> None:
-        """Train (or resume) and evaluate one cell; every step a subprocess, its output in the cell's log."""
+        """Train (or resume) and evaluate one cell; every step through the executor, its output in the cell's log."""
         state = "new" if output else self.state(cell)
         if state == "done":
             return
         run = output or self.run_dir(cell).path
-        logfile = (self.dir / "logs" / f"{cell.name}.log") if not output else run.parent / f"{cell.name}.log"
-        logfile.parent.mkdir(parents=True, exist_ok=True)
+        logfile = self.log_path(cell) if not output else run.parent / f"{cell.name}.log"
         if cell.kind == "base":
-            steps = [[*self.prefix, "experiment", str(self.path), "--output-dir", str(self.dir), "--cell", "base"]]
+            steps = [["experiment", str(self.path), "--output-dir", str(self.dir), "--cell", "base"]]
             if output:
                 raise InputError("the base cell is the untrained model: there is nothing to verify")
         else:
             steps = [] if state == "evaluate" else [self.train_command(cell, resume=state == "resume", output=output)]
             steps += self.eval_commands(cell, cell.suites[1:] if state != "evaluate" else self._missing(cell), run)
-        with logfile.open("a", encoding="utf-8") as f:
-            for command in steps:
-                f.write(f"$ {shlex.join(command)}\n")
-                f.flush()
-                done = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=self.env())
-                if done.returncode:
-                    raise RuntimeError(
-                        f"cell {cell.name}: {shlex.join(command[:3])} ... exited {done.returncode}; see {logfile}"
-                    )
+        self.execute(cell, steps, logfile)
         if not self.spec.keep_checkpoints:
             shutil.rmtree(RunDir(run).checkpoints, ignore_errors=True)  # bidir's own checkpoints, no longer needed
 
@@ -256,6 +269,10 @@ class Experiment:
         pending = [c for c in in_seed_order(cells) if self.state(c) != "done"]
         for cell in pending:
             log(f"cell {cell.name}: {self.state(cell)} ({self.threads} threads)")
+        if self.jobs == 1 or not self.executor.parallel:
+            for cell in pending:
+                self.run_cell(cell)
+            return
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             for future in [pool.submit(self.run_cell, c) for c in pending]:
                 future.result()
@@ -279,11 +296,11 @@ class Experiment:
                 continue
             env = f"OMP_NUM_THREADS={self.threads} MKL_NUM_THREADS={self.threads}"
             if cell.kind == "base":
-                steps = [["bidir", "experiment", str(self.path), "--output-dir", str(self.dir), "--cell", "base"]]
+                steps = [["experiment", str(self.path), "--output-dir", str(self.dir), "--cell", "base"]]
             else:
                 steps = [] if state == "evaluate" else [self.train_command(cell, resume=state == "resume")]
                 steps += self.eval_commands(cell, cell.suites[1:] if state != "evaluate" else self._missing(cell))
-            lines.append(" && ".join(f"{env} {shlex.join(_readable(s, self.prefix))}" for s in steps))
+            lines.append(" && ".join(f"{env} {shlex.join(self.shown(s))}" for s in steps))
         return lines
 
     # --- the untrained model as a column ------------------------------------------------------------------------
@@ -312,8 +329,7 @@ class Experiment:
         if state == "done":
             return
         if state == "evaluate" and run.model.is_dir():  # saved and evaluated before; a suite is new
-            for command in self.eval_commands(cell, self._missing(cell)):
-                subprocess.run(command, check=True, env=self.env())
+            self.execute(cell, self.eval_commands(cell, self._missing(cell)), self.log_path(cell))
             return
         cfg = cell.config
         model = self.base_model(cell)
@@ -324,8 +340,7 @@ class Experiment:
         model.save(str(run.model))
         meta.status, meta.ended = "completed", now()
         run.write_meta(meta)
-        for command in self.eval_commands(cell, cell.suites):
-            subprocess.run(command, check=True, env=self.env())
+        self.execute(cell, self.eval_commands(cell, cell.suites), self.log_path(cell))
 
     # --- confirmation and verification ------------------------------------------------------------------------
 
@@ -356,8 +371,7 @@ class Experiment:
                 "run it and write its report first"
             )
         for cell in cells:
-            for command in self.eval_commands(cell, self.spec.confirm):
-                subprocess.run(command, check=True, env=self.env(), stdout=subprocess.DEVNULL)
+            self.execute(cell, self.eval_commands(cell, self.spec.confirm), self.log_path(cell))
         atomic_write_json(record, {"time": now(), "plan_hash": self.plan_hash(), "plan_hash_version": PLAN_HASH_VERSION,
                                    "commit": _commit(), "code": code_version(), "suites": self.spec.confirm})  # fmt: skip
 
@@ -390,12 +404,6 @@ def assignments(overrides: dict[str, Any]) -> list[str]:
 
 def set_arguments(overrides: dict[str, Any]) -> list[str]:
     return [a for assignment in assignments(overrides) for a in ("--set", assignment)]
-
-
-def _readable(command: list[str], prefix: list[str]) -> list[str]:
-    """A command as a person types it: ``bidir ...`` instead of ``python -m bidir_cli.cli ...``."""
-    default = [sys.executable, "-m", "bidir_cli.cli"]
-    return ["bidir", *command[len(default) :]] if command[: len(default)] == default else command
 
 
 def in_seed_order(cells: list[Cell]) -> list[Cell]:

@@ -42,7 +42,6 @@ import json
 import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -91,12 +90,8 @@ def rebuild(exp: Experiment, cell: Cell, scratch: Path) -> RunDir:
         return again
     command = exp.train_command(cell, output=again.path) + set_arguments({"evaluation.suite": None})
     log = scratch / f"{cell.name}.log"
-    with log.open("w", encoding="utf-8") as f:
-        f.write(f"$ {shlex.join(command)}\n")
-        f.flush()
-        done = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=exp.env())
-    if done.returncode:
-        raise RuntimeError(f"cell {cell.name}: training exited {done.returncode}; see {log}")
+    log.unlink(missing_ok=True)
+    exp.execute(cell, [command], log)
     return again
 
 
@@ -176,17 +171,15 @@ def restore(exp: Experiment, cell: Cell, scratch: Path, rtol: float) -> str:
             f"cell {cell.name}: the rebuilt model is not the one its results came from: {'; '.join(exact)}{within}"
         )
     subset = cell.config.evaluation.datasets  # the train command evaluated its own suite on these only
-    for suite, command in zip(cell.suites, exp.eval_commands(cell, cell.suites, again.path), strict=True):
-        if subset and suite == cell.suites[0]:
-            command += ["--datasets", ",".join(subset)]
-        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=exp.env())
-        if done.returncode:
-            raise RuntimeError(f"cell {cell.name}: evaluating the rebuilt model exited {done.returncode}")
+    commands = exp.eval_commands(cell, cell.suites, again.path)
+    if subset:
+        commands[0] += ["--datasets", ",".join(subset)]
+    exp.execute(cell, commands, scratch / f"{cell.name}.log")
     record = {
         "format": "bidir.rebuilt/1",
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "why": "the weights are not committed; rebuilt from the cell's own train command for a later evaluation",
-        "command": shlex.join(exp.train_command(cell)),
+        "command": shlex.join(exp.shown(exp.train_command(cell))),
         "threads": exp.threads,
         "machine": {"platform": platform.platform(), "cpu_capability": torch_cpu_capability()},
         "fingerprint": {"test_results": expected, "rebuilt": got},
@@ -237,7 +230,7 @@ def rebuilt_table(exp: Experiment) -> str | None:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("file", help="the experiment YAML file")
     parser.add_argument("--output-dir", required=True, help="the experiment's output folder")
@@ -245,7 +238,7 @@ def main() -> int:
     parser.add_argument("--rtol", type=float, default=0.0, help="accept a train log within this relative difference")
     parser.add_argument("--scratch", type=Path, help="keep the rebuilt runs here (and reuse completed ones)")
     parser.add_argument("--cell", action="append", help="only this cell (repeatable; default: every test cell)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         exp = Experiment(args.file, args.output_dir, jobs=args.jobs)
         cells = exp.test_cells()
@@ -264,7 +257,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bidir-restore-") as tmp:
         scratch = args.scratch or Path(tmp)
         scratch.mkdir(parents=True, exist_ok=True)
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        with ThreadPoolExecutor(max_workers=args.jobs if exp.executor.parallel else 1) as pool:
             futures = [pool.submit(restore, exp, c, scratch, args.rtol) for c in cells]
             failed = False
             for future in futures:
