@@ -7,69 +7,18 @@ import random
 from pathlib import Path
 
 import pytest
+from helpers import SHARED, build_tiny_bert, make_tokenizer, random_sentence, run_train, tiny_config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
-WORDS = (
-    "the a cat dog bird fish tree house car road river mountain city small big red blue green fast slow "
-    "runs sits flies swims grows stands drives flows rises sleeps old new happy sad bright dark warm cold "
-    "apple bread water milk stone glass paper metal wood light sound music word book page story"
-).split()
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # parallel workers share the cores instead of each taking them all
+    threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
-def random_sentence(rng: random.Random, n: int | None = None) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n or rng.randint(3, 9)))
-
-
-def make_tokenizer():
-    """A word-level tokenizer over WORDS with BERT's special tokens."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = {tok: i for i, tok in enumerate(specials + sorted(set(WORDS)))}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=64,
-    )
-
-
-def build_tiny_bert(path: Path, seed: int = 0) -> Path:
-    """Save a 2-layer, 32-dim BERT with the word-level tokenizer as a folder SentenceTransformer can load."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    tokenizer = make_tokenizer()
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1,
-    )
-    torch.manual_seed(seed)
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The heavy tests first (longest first is how parallel workers finish together); otherwise file order."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 
 
 @pytest.fixture(scope="session")
@@ -119,3 +68,14 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"offline data folder {path} is not present")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
+    """``bidir train`` of the tiny config (6 steps, a checkpoint every 2, no evaluation), once for the session:
+    (config file, run directory). Read it only; a test that changes a run copies it first."""
+    folder = tmp_path_factory.mktemp("tiny-run")
+    config = tiny_config(folder)
+    result = run_train(str(config), "--output-dir", str(folder / "run"))
+    assert result.exit_code == 0, result.output
+    return config, folder / "run"

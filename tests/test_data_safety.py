@@ -10,9 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_evaluate import bidir_eval, make_collection
-from test_retrieval import write_beir
-from test_train import run_train, tiny_config
+from helpers import bidir_eval, make_collection, run_train, tiny_config, write_beir
 from typer.testing import CliRunner
 
 from bidir_cli.cli import app
@@ -307,3 +305,40 @@ def test_bf16_evaluation_runs_on_a_cpu_and_is_close_to_fp32(tmp_path, tiny_bert_
     a, b = EvalResult.load(fp32).datasets["mini"], EvalResult.load(bf16).datasets["mini"]
     assert EvalResult.load(bf16).settings["precision"] == "bf16"
     assert abs(a.metrics["ndcg@10"] - b.metrics["ndcg@10"]) < 0.1
+
+
+def test_a_results_file_name_tells_every_setting_apart_and_defaults_leave_the_bare_suite_name():
+    """The naming rule as a function (the commands above see it only through files): over a grid of every
+    setting, no two settings share a file name, the defaults give the suite's own name, and a name carries each
+    setting that differs from its default."""
+    import itertools
+
+    from bidir_cli.results import DEFAULT_SETTINGS, prompt_key, results_stem
+
+    grid = {
+        "truncate_dim": [None, 64, 128],
+        "precision": ["fp32", "bf16", "fp16"],
+        "backend": ["bidir", "mteb"],
+        "model_backend": ["torch", "openvino"],
+        "overrides": [
+            {},
+            {"max_seq_length": 128},
+            {"query_prompt": "q: "},
+            {"query_prompt": "q: ", "document_prompt": "d: "},
+        ],
+    }
+    stems = {}
+    for values in itertools.product(*grid.values()):
+        settings = dict(zip(grid, values))
+        stem = results_stem("scifact", settings)
+        assert stems.setdefault(stem, settings) == settings, f"{settings} and {stems[stem]} share {stem}"
+        parts = stem.split("--")
+        assert parts[0] == "scifact"
+        for key in ("precision", "backend", "model_backend"):
+            assert (settings[key] in parts[1:]) == (settings[key] != DEFAULT_SETTINGS[key])
+        assert (f"dim{settings['truncate_dim']}" in parts) == (settings["truncate_dim"] is not None)
+        assert ("len128" in parts) == ("max_seq_length" in settings["overrides"])
+        key = prompt_key(settings["overrides"])
+        assert (key is not None and f"p{key}" in parts) == ("query_prompt" in settings["overrides"])
+    assert results_stem("scifact", DEFAULT_SETTINGS) == "scifact"
+    assert len(stems) == len(list(itertools.product(*grid.values())))

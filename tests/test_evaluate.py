@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import random_sentence
-from test_retrieval import write_beir, write_nanobeir_copy
+from helpers import bidir_eval, make_collection, random_sentence, write_beir, write_nanobeir_copy
 from typer.testing import CliRunner
 
 from bidir_cli.cli import app
@@ -24,41 +23,11 @@ runner = CliRunner()
 BINARY_METRICS = [m.name for m in METRICS if not m.graded]
 
 
-def bidir_eval(*args: str):
-    return runner.invoke(app, ["eval", *map(str, args)])
-
-
-def make_collection(seed: int = 0, docs: int = 150, queries: int = 12) -> tuple[list, list, list]:
-    """Distinct random texts; most relevant documents share words with their query, so a model finds some.
-
-    Ids are ``d*`` and ``q*``: no document id equals a query id (that case has its own test).
-    """
-    rng = random.Random(seed)
-    texts: set[str] = set()
-
-    def fresh(prefix: str = "") -> str:
-        while True:
-            text = (prefix + " " + random_sentence(rng)).strip()
-            if text not in texts:
-                texts.add(text)
-                return text
-
-    query_list = [{"_id": f"q{i}", "text": fresh()} for i in range(queries)]
-    corpus, qrels = [], []
-    for q in query_list[:-1]:  # the last query has no judgement: counted, not evaluated
-        for _ in range(rng.randint(1, 4)):
-            doc_id = f"d{len(corpus)}"
-            corpus.append({"_id": doc_id, "title": "", "text": fresh(q["text"] if rng.random() < 0.6 else "")})
-            qrels.append((q["_id"], doc_id, rng.choice([1, 2, 0])))  # 0: judged not relevant
-    while len(corpus) < docs:
-        title = fresh() if len(corpus) % 3 == 0 else ""
-        corpus.append({"_id": f"d{len(corpus)}", "title": title, "text": fresh()})
-    rng.shuffle(corpus)
-    return corpus, query_list, qrels
-
-
-def ir_evaluator(model, corpus: list[dict], queries: list[dict], qrels: list[tuple]) -> dict[str, float]:
-    """The reference: sentence-transformers' evaluator on dicts built here from the raw records."""
+def ir_evaluator(
+    model, corpus: list[dict], queries: list[dict], qrels: list[tuple], corpus_embeddings=None
+) -> dict[str, float]:
+    """The reference: sentence-transformers' evaluator on dicts built here from the raw records (``corpus_embeddings``:
+    the documents' embeddings in ``corpus`` order, instead of its own encoding of them)."""
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
     docs = {d["_id"]: f"{d['title']} {d['text']}" if d.get("title") else d["text"] for d in corpus}
@@ -72,9 +41,15 @@ def ir_evaluator(model, corpus: list[dict], queries: list[dict], qrels: list[tup
         relevant,
         precision_recall_at_k=[1, 3, 5, 10, 100],  # Recall@100 as bidir reports it
         batch_size=64,
+        # compute_metrices (given the corpus embeddings) does not take the model's similarity as __call__ does
+        score_functions=None if corpus_embeddings is None else {model.similarity_fn_name: model.similarity},
     )
-    scores = evaluator(model)
-    return {name: scores[f"{model.similarity_fn_name}_{name}"] for name in BINARY_METRICS}
+    if corpus_embeddings is None:
+        scores = evaluator(model)
+        return {name: scores[f"{model.similarity_fn_name}_{name}"] for name in BINARY_METRICS}
+    by_k = evaluator.compute_metrices(model, corpus_embeddings=corpus_embeddings)[model.similarity_fn_name]
+    scores = {metric.replace("@k", f"@{k}"): v for metric, values in by_k.items() for k, v in values.items()}
+    return {name: scores[name] for name in BINARY_METRICS}
 
 
 def dcg(gains: list[int]) -> float:
@@ -362,7 +337,15 @@ def test_unknown_documents_and_unjudged_queries_are_counted_not_fatal(tmp_path, 
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_minilm_on_a_shared_collection_equals_information_retrieval_evaluator(tmp_path, minilm_path, shared_data):
+    """The real model on a real collection. Encoding MEDLINE's 1,033 abstracts takes about 40 s on 2 cores, so it
+    is encoded once, by ``bidir eval``; the oracles around it stay independent of bidir: a sample of 64 documents
+    encoded by sentence-transformers itself must equal bidir's embeddings of them, the evaluator encodes the queries
+    itself, searches and scores on its own, and its nDCG@10 must be the collection's published figure (which was
+    computed with the evaluator's own encoding of every document)."""
+    import numpy as np
+    import torch
     from sentence_transformers import SentenceTransformer
 
     folder = shared_data / "eval" / "medline"
@@ -371,12 +354,22 @@ def test_minilm_on_a_shared_collection_equals_information_retrieval_evaluator(tm
     rows = [line.rstrip("\n").split("\t") for line in open(folder / "qrels" / "test.tsv")][1:]
     qrels = [(q, d, int(s)) for q, d, s in rows]
 
-    result = bidir_eval(minilm_path, "--suite", folder, "--output", tmp_path / "o.json", "--no-cache")
+    cache = tmp_path / "cache"
+    result = bidir_eval(minilm_path, "--suite", folder, "--output", tmp_path / "o.json", "--cache-dir", cache)
     assert result.exit_code == 0, result.stderr
     ours = EvalResult.load(tmp_path / "o.json").datasets["medline"]
     assert ours.counts["corpus"] == 1033 and ours.counts["queries"] == 30
+    (cached,) = cache.glob("*.npy")
+    embeddings = np.load(cached)  # bidir's corpus embeddings, one row a document in file order
 
-    reference = ir_evaluator(SentenceTransformer(str(minilm_path), device="cpu"), corpus, queries, qrels)
+    model = SentenceTransformer(str(minilm_path), device="cpu")
+    texts = [f"{d['title']} {d['text']}" if d.get("title") else d["text"] for d in corpus]
+    longest = sorted(range(len(texts)), key=lambda i: -len(texts[i]))[:32]  # truncated at 256 tokens
+    sample = sorted(set(longest) | set(range(0, len(texts), len(texts) // 32)))[:64]
+    by_them = model.encode([texts[i] for i in sample], batch_size=64)
+    assert np.abs(by_them - embeddings[sample]).max() < 1e-5
+
+    reference = ir_evaluator(model, corpus, queries, qrels, corpus_embeddings=torch.from_numpy(embeddings))
     assert reference["ndcg@10"] == pytest.approx(0.788, abs=1e-3)  # the figure in shared/data/README.md
     for name in BINARY_METRICS:
         assert ours.metrics[name] == pytest.approx(reference[name], abs=1e-6), name

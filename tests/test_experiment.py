@@ -1,55 +1,30 @@
 """``bidir experiment``: cells are ordinary runs that resume, never get silently reused, and give one report.
 
 One small experiment (2 arms x 2 seeds of a 16-dim StaticEmbedding, 4 steps each) is run once for the module;
-the other tests rerun it in other ways and compare their numbers with it.
+the other tests rerun it in other ways and compare their numbers with it. Cells run in this process
+(:class:`~bidir_cli.executors.InProcessExecutor`: the same commands at the same thread count, without 5-10 s of
+imports per command), except in the one test that drives real processes end to end, kills one and resumes it, and
+so also shows that both executors give the same numbers.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from test_train import ROOT, tiny_config, write_beir
+from helpers import BIDIR, ROOT, bidir, bidir_process, write_experiment, write_tiny_beir
 
+from bidir_cli import executors
+from bidir_cli.cli import invoke
 from bidir_cli.results import EvalResult
-
-BIDIR = [sys.executable, "-m", "bidir_cli.cli"]
-
-
-def bidir(*args, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([*BIDIR, *map(str, args)], capture_output=True, text=True, env=env, **kwargs)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-def write_experiment(folder: Path, **changes) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    base = tiny_config(folder, training={"max_steps": 4, "save_steps": 2})
-    write_beir(folder / "test-beir", n_queries=8, seed=1)
-    write_beir(folder / "heldout-beir", n_queries=8, seed=2)
-    spec = {
-        "name": "tiny-loss",
-        "base": base.name,
-        "arms": {"mnrl": {"loss.name": "mnrl"}, "mnbrl": {"loss.name": "mnbrl"}},
-        "baseline": "mnrl",
-        "seeds": 2,
-        "evaluate": ["test-beir"],
-        "confirm": ["heldout-beir"],
-        "threads": 1,
-    } | changes
-    path = folder / "tiny.experiment.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 def statistics(out: Path) -> dict:
@@ -100,26 +75,43 @@ def test_a_second_run_retrains_nothing(finished):
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("meta.json")} == before
 
 
-def test_sigkill_during_a_cell_then_rerun_gives_the_uninterrupted_report(finished, tmp_path):
-    path, reference = finished
+def train_log(run: Path) -> list[dict]:
+    """A run's train_log.jsonl without its timings."""
+    lines = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k != "examples_per_second"} for line in lines]
+
+
+@pytest.mark.heavy
+def test_sigkill_during_a_cell_then_rerun_gives_the_uninterrupted_report(tmp_path):
+    """Real processes end to end (the subprocess executor): one seed per arm, 40 steps a cell with a checkpoint
+    every 10, the second cell killed between two of its checkpoints, the command run again; its train logs and its
+    report equal those of the same experiment run uninterrupted with its cells in this process."""
+    path = write_experiment(tmp_path, seeds=1, set={"training.max_steps": 40, "training.save_steps": 10})
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen([*BIDIR, "experiment", str(path), "--output-dir", str(out), "--jobs", "1"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)  # fmt: skip
-    second = out / "runs" / "mnrl-seed2" / "checkpoints" / "checkpoint-2"
+    killed = out / "runs" / "mnrl-seed1"
     deadline = time.time() + 240
-    while not second.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
+    while not (killed / "checkpoints" / "checkpoint-10" / "trainer_state.json").exists() and time.time() < deadline:
+        assert process.poll() is None, "the experiment ended before its second cell's first checkpoint"
+        time.sleep(0.01)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    first_meta = (out / "runs" / "mnrl-seed1" / "meta.json").read_bytes()
-    assert json.loads((out / "runs" / "mnrl-seed2" / "meta.json").read_text())["status"] != "completed"
+    first_meta = (out / "runs" / "mnbrl-seed1" / "meta.json").read_bytes()
+    assert json.loads((killed / "meta.json").read_text())["status"] != "completed"
+    steps = sorted(int(p.name.split("-")[1]) for p in (killed / "checkpoints").glob("checkpoint-*"))
+    assert steps[-1] < 40 and not (killed / "model").exists()  # between two checkpoints: steps left to resume
 
-    result = bidir("experiment", path, "--output-dir", out, "--jobs", 1, check=True)
-    assert "cell mnrl-seed2: resume" in result.stderr and "mnrl-seed1" not in result.stderr
-    assert (out / "runs" / "mnrl-seed1" / "meta.json").read_bytes() == first_meta  # not retrained
-    # Same threads per cell, one job or two: the same numbers.
-    assert statistics(out) == statistics(reference)
+    result = bidir_process("experiment", path, "--output-dir", out, "--jobs", 1, check=True)
+    assert "cell mnrl-seed1: resume" in result.stderr and "mnbrl-seed1" not in result.stderr
+    assert (out / "runs" / "mnbrl-seed1" / "meta.json").read_bytes() == first_meta  # not retrained
+
+    uninterrupted = tmp_path / "uninterrupted"
+    bidir("experiment", path, "--output-dir", uninterrupted, check=True)
+    for cell in ("mnbrl-seed1", "mnrl-seed1"):  # processes or this process, resumed or not: the same training
+        assert train_log(out / "runs" / cell) == train_log(uninterrupted / "runs" / cell), cell
+    assert statistics(out) == statistics(uninterrupted)
 
 
 def test_the_plans_commands_run_by_hand_then_report_only_give_the_same_report(finished, tmp_path):
@@ -129,14 +121,13 @@ def test_the_plans_commands_run_by_hand_then_report_only_give_the_same_report(fi
     assert len(lines) == 4 and all(line.startswith("OMP_NUM_THREADS=1") and "bidir train" in line for line in lines)
     order = [line.split(f"{out}/runs/")[1].split()[0] for line in lines]
     assert order == ["mnbrl-seed1", "mnrl-seed1", "mnbrl-seed2", "mnrl-seed2"]  # seed by seed, arms in file order
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "HF_HUB_OFFLINE": "1",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    }
-    for line in lines:
-        subprocess.run(["bash", "-c", line], check=True, env=env, capture_output=True)
+    for line in lines:  # each line's commands as a shell would run them: its variables, then `bidir ARGS`
+        for command in line.split(" && "):
+            words = shlex.split(command)
+            assignments = dict(w.split("=", 1) for w in words[:2])
+            assert assignments == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} and words[2] == "bidir"
+            with open(tmp_path / "by-hand.log", "a") as log:
+                assert executors.InProcessExecutor(invoke).run(words[3:], assignments, log) == 0
     assert bidir("experiment", path, "--output-dir", out, "--plan", check=True).stdout.startswith("# nothing to run")
     bidir("experiment", path, "--output-dir", out, "--report-only", check=True)
     assert statistics(out) == statistics(reference)
@@ -311,8 +302,8 @@ def test_a_shared_selection_chooses_on_the_baseline_and_faces_the_untrained_mode
     folder = tmp_path / "exp"
     path = write_experiment(folder, seeds=1, include_base=True, evaluate=None,
                             select={"grid": {"loss.scale": [5, 40]}, "suite": "dev-beir", "shared": True})  # fmt: skip
-    write_beir(folder / "dev-beir", n_queries=10, seed=3)
-    write_beir(folder / "other-beir", n_queries=8, seed=4)
+    write_tiny_beir(folder / "dev-beir", n_queries=10, seed=3)
+    write_tiny_beir(folder / "other-beir", n_queries=8, seed=4)
     (folder / "two.yaml").write_text(yaml.safe_dump({"datasets": {"t1": "test-beir", "t2": "other-beir"}}))
     base = folder / "config.yaml"
     base.write_text(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_train import run_train, tiny_config, write_beir
+from helpers import run_train, tiny_config, write_tiny_beir
 
 TOKEN = "hf_NotARealTokenButShapedLikeOne1234567890"
 PUSH = {"push_to_hub": True, "hub_model_id": "someone/tiny-bidir"}
@@ -48,7 +48,7 @@ def test_the_push_comes_after_the_final_evaluation_with_the_card(tmp_path, monke
         return f"https://huggingface.co/{repo_id}/commit/abc"
 
     monkeypatch.setattr(SentenceTransformer, "push_to_hub", push_to_hub)
-    write_beir(tmp_path / "tiny-beir")
+    write_tiny_beir(tmp_path / "tiny-beir")
     config = tiny_config(tmp_path, training={**PUSH, "hub_private_repo": True}, evaluation={"suite": "tiny-beir"})
     result = run_train(str(config), "--output-dir", str(out))
     assert result.exit_code == 0, result.output
@@ -85,7 +85,7 @@ def test_no_token_is_written_into_the_run(tmp_path, monkeypatch, online):
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setattr(SentenceTransformer, "push_to_hub", lambda self, repo_id, **kwargs: "https://x/commit/1")
-    write_beir(tmp_path / "tiny-beir")
+    write_tiny_beir(tmp_path / "tiny-beir")
     config = tiny_config(tmp_path, training={**PUSH, "report_to": ["tensorboard"]}, evaluation={"suite": "tiny-beir"})
     out = tmp_path / "run"
     assert run_train(str(config), "--output-dir", str(out)).exit_code == 0

@@ -309,6 +309,7 @@ def _gather_worker(rank, world_size, init_file, columns, out_file):
         dist.destroy_process_group()
 
 
+@pytest.mark.heavy
 def test_gathered_kernel_gradients_reach_each_rank(tmp_path):
     """Each rank's gradient (all_gather_with_grad sums the others' contributions into it) equals world_size times
     the full batch's gradient, as DDP's averaging expects."""

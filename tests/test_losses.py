@@ -8,7 +8,7 @@ import random
 
 import pytest
 import torch
-from conftest import random_sentence
+from helpers import random_sentence
 from sentence_transformers.sentence_transformer.losses import (
     AdaptiveLayerLoss,
     CachedMultipleNegativesRankingLoss,
@@ -262,6 +262,7 @@ def make_loss(name, model, gather=False):
     return CachedMultipleNegativesBidirectionalRankingLoss(model, mini_batch_size=3, gather_across_devices=gather)
 
 
+@pytest.mark.heavy
 def test_gather_across_two_processes_equals_full_batch(tiny_bert, tiny_bert_path, tmp_path):
     """Two processes holding 4 and 4, then 5 and 3 rows of one batch of 8 (a smaller last batch makes unequal
     batches), their gradients averaged as DDP does, against one process on all 8 rows: the same mean loss, the

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import WORDS, make_tokenizer
+from helpers import WORDS, make_tokenizer
 from typer.testing import CliRunner
 
 from bidir_cli.cli import app

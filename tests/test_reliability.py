@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_train import ROOT, files_under, run_train, tiny_config, write_beir, write_pairs
+from helpers import ROOT, files_under, run_train, tiny_config, write_pairs, write_tiny_beir
 from typer.testing import CliRunner
 
 from bidir_cli.cli import app
@@ -197,7 +197,7 @@ TRAIN_CASES = [
 
 
 def eval_suite_without_qrels(tmp_path):
-    folder = write_beir(tmp_path / "beir")
+    folder = write_tiny_beir(tmp_path / "beir")
     (folder / "qrels" / "test.tsv").unlink()
     return cfg_with(evaluation__suite="beir")(tmp_path)
 
@@ -225,7 +225,7 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_eval_of_a_beir_folder_without_qrels_is_refused(tmp_path, tiny_bert_path):
-    folder = write_beir(tmp_path / "beir")
+    folder = write_tiny_beir(tmp_path / "beir")
     (folder / "qrels" / "test.tsv").unlink()
     result = CliRunner().invoke(app, ["eval", str(tiny_bert_path), "--suite", str(folder), "--no-cache"])
     assert_clean_refusal(result, "qrels")
@@ -301,38 +301,45 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> No
 
 
 def slow_config(tmp_path: Path) -> Path:
-    """Enough steps that a test can signal the process mid-run: 400 steps, a checkpoint every 20."""
+    """Enough steps that a test can signal the process mid-run: 60 steps, a checkpoint every 10 (the tests wait
+    for the first checkpoints and check that the signal came before the last)."""
     write_pairs(tmp_path / "big.jsonl", n=400)
     config = tiny_config(tmp_path)
     return edit_config(config, lambda d: (
         d["data"].update(train=[{"source": "big.jsonl"}]),
-        d["training"].update(max_steps=400, save_steps=20, logging_steps=10, save_total_limit=None),
+        d["training"].update(max_steps=60, save_steps=10, logging_steps=5, save_total_limit=None),
     ))  # fmt: skip
 
 
+def checkpoint_steps(run: Path) -> list[int]:
+    return sorted(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("checkpoint-*"))
+
+
+@pytest.mark.heavy
 def test_sigint_marks_the_run_interrupted_and_keeps_checkpoints(tmp_path):
     config = slow_config(tmp_path)
     out = tmp_path / "run"
     process = _start_training(config, out)
-    _wait_for(out / "checkpoints" / "checkpoint-40" / "trainer_state.json", process)
+    _wait_for(out / "checkpoints" / "checkpoint-10" / "trainer_state.json", process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr.decode()[-2000:]
     meta = json.loads((out / "meta.json").read_text())
     assert meta["status"] == "interrupted"
-    assert meta["train"]["steps"] < 400
-    assert (out / "checkpoints" / "checkpoint-40").exists()
+    assert meta["train"]["steps"] < 60
+    assert 10 in checkpoint_steps(out) and checkpoint_steps(out)[-1] < 60
 
 
+@pytest.mark.heavy
 def test_sigkill_then_resume_reaches_the_same_final_state_as_an_uninterrupted_run(tmp_path):
     config = slow_config(tmp_path)
     killed = tmp_path / "killed"
     process = _start_training(config, killed)
-    _wait_for(killed / "checkpoints" / "checkpoint-60" / "trainer_state.json", process)
+    _wait_for(killed / "checkpoints" / "checkpoint-20" / "trainer_state.json", process)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
     assert json.loads((killed / "meta.json").read_text())["status"] == "running"  # it never got to say otherwise
-    assert not (killed / "model").exists()
+    assert not (killed / "model").exists() and checkpoint_steps(killed)[-1] < 60  # steps are left to resume
 
     resumed = run_train(str(config), "--output-dir", str(killed), "--resume")
     assert resumed.exit_code == 0, resumed.output
@@ -340,7 +347,7 @@ def test_sigkill_then_resume_reaches_the_same_final_state_as_an_uninterrupted_ru
     assert run_train(str(config), "--output-dir", str(straight)).exit_code == 0
 
     meta = json.loads((killed / "meta.json").read_text())
-    assert meta["status"] == "completed" and meta["train"]["steps"] == 400
+    assert meta["status"] == "completed" and meta["train"]["steps"] == 60
     assert final_embeddings(killed) == final_embeddings(straight)
     log_k = [json.loads(x) for x in (killed / "train_log.jsonl").read_text().splitlines()]
     log_s = [json.loads(x) for x in (straight / "train_log.jsonl").read_text().splitlines()]
@@ -355,12 +362,13 @@ def final_embeddings(run: Path) -> list[list[float]]:
     return model.encode(["query 1 the cat", "doc 7 a red house"]).round(6).tolist()
 
 
-def test_same_config_and_seed_twice_gives_identical_models_and_logs(tmp_path):
-    config = tiny_config(tmp_path)
+def test_same_config_and_seed_twice_gives_identical_models_and_logs(tmp_path, tiny_run):
+    """The session's tiny run (trained earlier in this process) and the same config trained again now."""
+    config, first = tiny_run
     runs = []
-    for name in ("a", "b"):
-        out = tmp_path / name
-        assert run_train(str(config), "--output-dir", str(out)).exit_code == 0
+    for out in (first, tmp_path / "again"):
+        if not out.exists():
+            assert run_train(str(config), "--output-dir", str(out)).exit_code == 0
         log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
         runs.append(([{k: v for k, v in x.items() if k != "examples_per_second"} for x in log], final_embeddings(out)))
     assert runs[0] == runs[1]

@@ -225,3 +225,33 @@ def test_plot_is_a_png_of_the_documented_size(tmp_path, with_others):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
     assert struct.unpack(">II", data[16:24]) == (1200, 800)
     assert imread(path).shape[:2] == (800, 1200)
+
+
+# --- The experiment report's sentences, as functions (the experiment tests see them only through the command) -----
+
+
+def test_an_experiment_verdict_line_states_the_difference_its_interval_test_power_and_runs_needed():
+    from bidir_cli.comparison import TESTS
+    from bidir_cli.experiment_report import verdict_lines
+
+    comparison = hand_comparison()
+    (line,) = verdict_lines(comparison)
+    name, unit, covering = TESTS["sign_flip"]
+    assert line == (
+        "**gte vs base**: mean ndcg@10 difference +0.0003, 95% CI [-0.0050, +0.0060], p = 0.9 (not significant; "
+        f"{name}, unit: query, covering {covering}); minimum detectable difference 0.0079 (80% power); runs per arm "
+        "needed for a 0.01 difference: unknown."
+    )
+    assert verdict_lines(hand_comparison(with_others=False)) == []  # a baseline alone has nothing to say
+
+
+def test_the_results_page_lists_the_significant_datasets_with_their_holm_verdict():
+    from bidir_cli.experiment_report import _dataset_lines
+    from bidir_cli.report import comparison_dict
+
+    (line,) = _dataset_lines("s", comparison_dict(hand_comparison()), "base")
+    # NanoNQ is the one dataset with p <= 0.05 (0.012), and it survives Holm (0.024); NanoFEVER (0.41) is not listed.
+    assert line == (
+        "- on `s`, gte vs base per dataset (p <= 0.05): NanoNQ +0.0064 [+0.0010, +0.0120], p = 0.012, also after "
+        "Holm's correction"
+    )

@@ -2,44 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from helpers import write_beir, write_nanobeir_copy
 
 from bidir_cli.errors import InputError
 from bidir_cli.loaders import NANOBEIR_HUB_ID, check_hub_reachable, load_beir_folder
 from bidir_cli.suites import load_suite_file, resolve_suite
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def write_beir(folder: Path, corpus: list[dict], queries: list[dict], qrels: list[tuple], header: bool = True) -> Path:
-    """Write a BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv."""
-    (folder / "qrels").mkdir(parents=True, exist_ok=True)
-    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus))
-    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    rows = ["query-id\tcorpus-id\tscore"] if header else []
-    rows += ["\t".join(str(x) for x in row) for row in qrels]
-    (folder / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
-    return folder
-
-
-def write_nanobeir_copy(folder: Path, splits: dict[str, dict[str, list[dict]]]) -> Path:
-    """A local copy in the hub layout of sentence-transformers/NanoBEIR-en: the dataset card's ``configs``
-    name one parquet file per (subset, split), as ``hf download ... --repo-type dataset`` leaves them."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    card = ["---", "configs:"]
-    for subset in ("corpus", "queries", "qrels"):
-        (folder / subset).mkdir(parents=True, exist_ok=True)
-        card += [f"- config_name: {subset}", "  data_files:"]
-        for split, tables in splits.items():
-            pq.write_table(pa.Table.from_pylist(tables[subset]), folder / subset / f"{split}-00000-of-00001.parquet")
-            card += [f"  - split: {split}", f"    path: {subset}/{split}-*"]
-    (folder / "README.md").write_text("\n".join([*card, "---", "# NanoBEIR (test copy)", ""]))
-    return folder
 
 
 CORPUS = [

@@ -6,9 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import random_sentence
-from test_evaluate import bidir_eval, make_collection
-from test_retrieval import write_beir
+from helpers import bidir_eval, make_collection, random_sentence, write_beir
 
 from bidir_cli.results import EvalResult
 

@@ -6,12 +6,12 @@ import importlib.util
 import itertools
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED
-from test_train import ROOT
+from helpers import ROOT, SHARED
 
 REFERENCE = SHARED / "reference" / "README.md"
 
@@ -100,16 +100,17 @@ def test_a_tier_whose_fine_tuning_did_not_move_the_model_says_its_run_sd_is_a_lo
     assert f"minus cmnrl: {by_hand:+.4f}" in text
 
 
-def test_restore_models_puts_back_exactly_the_models_the_results_came_from_and_no_other(tmp_path):
+def test_restore_models_puts_back_exactly_the_models_the_results_came_from_and_no_other(tmp_path, capsys):
     """A finished experiment whose weights are gone (a fresh checkout: weights are not committed) gets each cell's
     model back byte for byte, the base cell's included, so that --confirm can run; a cell whose committed train
     log does not match its retraining gets no model and the script exits 1."""
-    import os
     import shutil
-    import subprocess
-    import sys
 
-    from test_experiment import bidir, write_experiment
+    from helpers import bidir, in_process, write_experiment
+
+    from bidir_cli import executors
+
+    script = load_script("restore_models")
 
     path = write_experiment(tmp_path, seeds=1, include_base=True)
     out = tmp_path / "out"
@@ -122,18 +123,12 @@ def test_restore_models_puts_back_exactly_the_models_the_results_came_from_and_n
         shutil.rmtree(run / "model")
 
     def restore(*extra) -> subprocess.CompletedProcess:
-        command = [
-            sys.executable,
-            ROOT / "scripts" / "restore_models.py",
-            path,
-            "--output-dir",
-            out,
-            "--jobs",
-            "2",
-            *extra,
-        ]
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-        return subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env)
+        """The script's main() in this process, its cells retrained in this process too."""
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(executors, "default_executor", in_process)
+            returncode = script.main(list(map(str, [path, "--output-dir", out, "--jobs", "2", *extra])))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess([], returncode, captured.out, captured.err)
 
     meta_file = out / "runs" / "mnrl-seed1" / "meta.json"
     meta = json.loads(meta_file.read_text())
@@ -185,3 +180,31 @@ def test_restore_models_puts_back_exactly_the_models_the_results_came_from_and_n
     assert result["queries_differing"] == 0 and result["mean_ndcg@10_difference"] == 0
     assert record["fingerprint"]["rebuilt"] == committed["model"]["fingerprint"]
     assert "| mnbrl-seed1 |" in (out / "rebuilt.md").read_text()
+
+
+def test_restore_models_tolerance_is_the_largest_relative_difference_of_two_train_logs(tmp_path):
+    """--rtol's rule as a function: the largest |a - b| / max(|a|, |b|) over every number of two train logs
+    (nested values included, timings left out as --verify leaves them), computed here by hand; None when the logs
+    differ in shape or in anything that is not a number."""
+    from bidir_cli.runs import RunDir
+
+    script = load_script("restore_models")
+    committed = [{"step": 2, "loss": 1.5, "examples_per_second": 10.0, "partition": {"q->d": 0.4}},
+                 {"step": 4, "loss": -0.25, "examples_per_second": 11.0, "partition": {"q->d": 0.5}}]  # fmt: skip
+    rebuilt = [{"step": 2, "loss": 1.5000003, "examples_per_second": 99.0, "partition": {"q->d": 0.4}},
+               {"step": 4, "loss": -0.2500001, "examples_per_second": 1.0, "partition": {"q->d": 0.50000002}}]  # fmt: skip
+
+    def run(name: str, lines: list[dict]) -> RunDir:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train_log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        return RunDir(tmp_path / name)
+
+    a, b = run("a", committed), run("b", rebuilt)
+    by_hand = max(abs(u - v) / max(abs(u), abs(v)) for u, v in
+                  [(1.5, 1.5000003), (-0.25, -0.2500001), (0.5, 0.50000002)])  # fmt: skip
+    assert script.log_relative_difference(a, b) == pytest.approx(by_hand, rel=1e-12)
+    assert script.log_relative_difference(a, a) == 0.0
+    shorter = run("c", committed[:1])
+    assert script.log_relative_difference(a, shorter) is None
+    other_step = run("d", [committed[0] | {"note": "x"}, committed[1]])
+    assert script.log_relative_difference(run("e", [committed[0] | {"note": "y"}, committed[1]]), other_step) is None

@@ -5,76 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import shutil
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import random_sentence
-from typer.testing import CliRunner
+from helpers import ROOT, files_under, run_train, tiny_config, write_pairs, write_tiny_beir
 
-from bidir_cli.cli import app
 from bidir_cli.config import load_config
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_pairs(path: Path, n: int = 64, negatives: int = 0, seed: int = 0) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        row = {"anchor": f"query {i} {random_sentence(rng)}", "positive": f"doc {i} {random_sentence(rng)}"}
-        for k in range(1, negatives + 1):
-            row[f"negative_{k}"] = f"neg {i} {k} {random_sentence(rng)}"
-        rows.append(row)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return rows
-
-
-def tiny_config(tmp_path: Path, **sections) -> Path:
-    """A config training a 16-dim StaticEmbedding (tokenizer learnt from the data) for 6 steps."""
-    write_pairs(tmp_path / "pairs.jsonl")
-    config = {
-        "name": "tiny",
-        "model": {"static": {"tokenizer": "train", "vocab_size": 200, "dim": 16}},
-        "data": {"train": [{"source": "pairs.jsonl"}]},
-        "loss": {"name": "mnbrl"},
-        "training": {"per_device_train_batch_size": 8, "max_steps": 6, "learning_rate": 0.05, "logging_steps": 2, "save_steps": 2,
-                     "save_total_limit": None},
-    }  # fmt: skip
-    for key, value in sections.items():
-        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
-def write_beir(folder: Path, n_queries: int = 6, n_docs: int = 20, seed: int = 0) -> Path:
-    """A tiny BEIR collection: query i's relevant document is doc i."""
-    rng = random.Random(seed)
-    (folder / "qrels").mkdir(parents=True)
-    docs = [{"_id": f"d{i}", "title": "", "text": f"doc {i} {random_sentence(rng)}"} for i in range(n_docs)]
-    queries = [{"_id": f"q{i}", "text": f"query {i} {random_sentence(rng)}"} for i in range(n_queries)]
-    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(n_queries))
-    )
-    return folder
-
-
-def run_train(*args: str):
-    result = CliRunner().invoke(app, ["train", *args])
-    return result
-
-
-def files_under(path: Path) -> set[str]:
-    return {str(p.relative_to(path)) for p in path.iterdir()}
 
 
 def test_run_leaves_exactly_the_documented_files(tmp_path):
-    write_beir(tmp_path / "tiny-beir")
+    write_tiny_beir(tmp_path / "tiny-beir")
     config = tiny_config(tmp_path, evaluation={"suite": "tiny-beir"})
     out = tmp_path / "runs" / "tiny"
     result = run_train(str(config), "--output-dir", str(out))
@@ -127,10 +68,12 @@ def test_meta_json_records_what_ran(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("loss", ["mnbrl", "mnrl"])
-def test_train_log_has_a_line_per_logging_step_with_partition_shares(tmp_path, loss):
-    config = tiny_config(tmp_path, loss={"name": loss})
-    out = tmp_path / "run"
-    assert run_train(str(config), "--output-dir", str(out)).exit_code == 0
+def test_train_log_has_a_line_per_logging_step_with_partition_shares(tmp_path, loss, tiny_run):
+    if loss == "mnbrl":  # the tiny config's loss
+        out = tiny_run[1]
+    else:
+        out = tmp_path / "run"
+        assert run_train(str(tiny_config(tmp_path, loss={"name": loss})), "--output-dir", str(out)).exit_code == 0
     lines = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [2, 4, 6]
     for line in lines:
@@ -174,10 +117,10 @@ def test_dry_run_prints_config_and_sizes_and_trains_nothing(tmp_path):
     assert not out.exists()
 
 
-def test_resume_continues_from_the_last_checkpoint_to_the_same_final_step(tmp_path):
-    config = tiny_config(tmp_path)
+def test_resume_continues_from_the_last_checkpoint_to_the_same_final_step(tmp_path, tiny_run):
+    config, finished = tiny_run
     out = tmp_path / "run"
-    assert run_train(str(config), "--output-dir", str(out)).exit_code == 0
+    shutil.copytree(finished, out)
     full_log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
 
     # Make it look as if the run had died after checkpoint-2.
@@ -202,12 +145,12 @@ def test_resume_continues_from_the_last_checkpoint_to_the_same_final_step(tmp_pa
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
 
 
-def test_a_run_resumed_from_its_last_checkpoint_trains_nothing_more(tmp_path):
+def test_a_run_resumed_from_its_last_checkpoint_trains_nothing_more(tmp_path, tiny_run):
     from sentence_transformers import SentenceTransformer
 
-    config = tiny_config(tmp_path)  # 6 steps of 8 batches an epoch: the last checkpoint falls mid-epoch
+    config, finished = tiny_run  # 6 steps of 8 batches an epoch: the last checkpoint falls mid-epoch
     out = tmp_path / "run"
-    assert run_train(str(config), "--output-dir", str(out)).exit_code == 0
+    shutil.copytree(finished, out)
     first = json.loads((out / "meta.json").read_text())
     log = (out / "train_log.jsonl").read_text()
     # Stopped after the last checkpoint was written, before the model was saved.
@@ -292,6 +235,7 @@ def test_shipped_configs_are_found():
     assert {"quickstart.yaml", "quickstart-mnrl.yaml", "nanobeir-minilm.yaml"} <= {p.name for p in SHIPPED_CONFIGS}
 
 
+@pytest.mark.heavy
 def test_torchrun_with_two_gloo_processes_completes_the_run(tmp_path):
     """Multi-GPU training's code path on the CPU: torchrun, DDP over gloo, gathered in-batch negatives."""
     import os
@@ -314,7 +258,7 @@ def test_torchrun_with_two_gloo_processes_completes_the_run(tmp_path):
 
 
 def test_held_out_loss_and_retrieval_during_training_are_logged(tmp_path):
-    write_beir(tmp_path / "tiny-beir")
+    write_tiny_beir(tmp_path / "tiny-beir")
     config = tiny_config(
         tmp_path,
         data={"train": [{"source": "pairs.jsonl"}], "eval_fraction": 0.25},
