@@ -11,11 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .io import log
+from .io import log, temporary_beside
 from .models import max_seq_length
 from .runs import versions
 
@@ -70,7 +69,7 @@ class EmbeddingCache:
 
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=self.root)
+            fd, tmp = temporary_beside(self.root, f".{key}.", ".npy")
             try:
                 with os.fdopen(fd, "wb") as f:
                     np.save(f, embeddings.detach().float().cpu().numpy())

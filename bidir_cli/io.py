@@ -24,7 +24,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[TextIO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_beside(path.parent, f".{path.name}.", ".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             yield f
@@ -34,6 +34,28 @@ def atomic_open(path: str | os.PathLike) -> Iterator[TextIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def temporary_beside(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    """``tempfile.mkstemp`` in ``folder``, its mode then set as ``open`` would have created the file: 0666 less
+    the umask (0644 by default), so a colleague can read what bidir writes (mkstemp's 0600 would survive the
+    rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    os.fchmod(fd, 0o666 & ~current_umask())
+    return fd, tmp
+
+
+def current_umask() -> int:
+    """The process's umask: from /proc on Linux, else by setting it and setting it back (not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

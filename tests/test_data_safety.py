@@ -342,3 +342,24 @@ def test_a_results_file_name_tells_every_setting_apart_and_defaults_leave_the_ba
         assert (key is not None and f"p{key}" in parts) == ("query_prompt" in settings["overrides"])
     assert results_stem("scifact", DEFAULT_SETTINGS) == "scifact"
     assert len(stems) == len(list(itertools.product(*grid.values())))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_files_bidir_writes_follow_the_users_umask(tmp_path, tiny_bert_path, umask):
+    """Results JSON, the run file and its qrels, and the embedding cache are written through temporary files
+    (mkstemp creates them 0600); they must end up as ``open`` would have made them: 0666 less the umask."""
+    import os
+    import stat
+
+    folder = write_beir(tmp_path / "mini", *make_collection(seed=2, docs=40))
+    previous = os.umask(umask)
+    try:
+        result = bidir_eval(tiny_bert_path, "--suite", folder, "--output", tmp_path / "o.json",
+                            "--run-file", tmp_path / "run.trec", "--cache-dir", tmp_path / "cache")  # fmt: skip
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.stderr
+    written = [tmp_path / "o.json", tmp_path / "run.trec", tmp_path / "run.qrels", *(tmp_path / "cache").iterdir()]
+    assert len(written) == 5  # the cache: embeddings and what their key was made of
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
