@@ -23,22 +23,44 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 _state = {"debug": False}
 
+# --debug is accepted before the command (bidir --debug train ...) and after it (bidir train ... --debug).
+Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
+
+
+def examples(*pairs: tuple[str, str]) -> str:
+    """A command's --help epilog: (what it does, the command line) pairs (no square brackets: they are markup)."""
+    return "[bold]Examples[/bold]\n\n" + "\n\n".join(f"[dim]# {what}[/dim]\n{command}" for what, command in pairs)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"bidir {version('bidir')}")
+        raise typer.Exit()
+
 
 @app.callback()
 def main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    debug: Debug = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print bidir's version and exit.")
+    ] = False,
 ) -> None:
     _state["debug"] = debug
 
 
-def run_command(fn: Callable[[], Any]) -> Any:
+def run_command(fn: Callable[[], Any], debug: bool = False) -> Any:
     """Run a command body, turning errors into one line on standard error and the exit status."""
     from .errors import InputError
 
+    _state["debug"] = _state["debug"] or debug
     try:
         return fn()
     except InputError as e:
@@ -58,7 +80,16 @@ def run_command(fn: Callable[[], Any]) -> Any:
         raise typer.Exit(1) from None
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        ("validate, print the resolved config and data sizes", "bidir train configs/quickstart.yaml --dry-run"),
+        (
+            "another seed and scale, into a folder of its own",
+            "bidir train configs/quickstart.yaml --set training.seed=7 --set loss.scale=40 --output-dir runs/qs-seed7",
+        ),
+        ("continue from the last checkpoint", "bidir train configs/quickstart.yaml --resume"),
+    )
+)
 def train(
     config: Annotated[Path, typer.Argument(help="YAML config file.")],
     set_: Annotated[
@@ -74,6 +105,7 @@ def train(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate, print the resolved config and dataset sizes; train nothing.")
     ] = False,
+    debug: Debug = False,
 ) -> None:
     """Train a model from a YAML config into a run directory."""
 
@@ -84,10 +116,24 @@ def train(
             config, overrides=set_ or [], output_dir=output_dir, resume=resume, overwrite=overwrite, dry_run=dry_run
         )
 
-    run_command(body)
+    run_command(body, debug)
 
 
-@app.command("eval")
+@app.command(
+    "eval",
+    epilog=examples(
+        ("a run directory on a bundled suite", "bidir eval runs/quickstart-mnbrl --suite demo:wordnet-eval"),
+        (
+            "NanoBEIR, two datasets",
+            "bidir eval sentence-transformers/all-MiniLM-L6-v2 --datasets NanoSciFact,NanoFiQA2018",
+        ),
+        (
+            "a BEIR folder at two truncations (one encoding), with TREC run files",
+            "bidir eval runs/x --suite path/to/beir-folder --truncate-dim 384,128 --run-file runs/x/run.trec",
+        ),
+        ("the bundled demo suites, listed", "bidir eval runs/quickstart-mnbrl --suite demo:"),
+    ),
+)
 def eval_(
     model: Annotated[str, typer.Argument(help="Hub id, model folder, or run directory (then evaluates run/model).")],
     suite: Annotated[
@@ -146,6 +192,7 @@ def eval_(
         Path | None,
         typer.Option("--run-file", help="Write the rankings in TREC format (top 100), and the qrels beside them."),
     ] = None,
+    debug: Debug = False,
 ) -> None:
     """Evaluate a model on NanoBEIR or any BEIR-format suite (nDCG@10 and more, per query)."""
 
@@ -173,10 +220,22 @@ def eval_(
             run_file=run_file,
         )
 
-    run_command(body)
+    run_command(body, debug)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        ("two runs, per query", "bidir compare runs/quickstart-mnrl runs/quickstart-mnbrl"),
+        (
+            "seeds, per run",
+            "bidir compare --group mnrl='runs/exp/runs/mnrl-seed*' --group mnbrl='runs/exp/runs/mnbrl-seed*'",
+        ),
+        (
+            "a markdown table and a bar chart of the differences",
+            "bidir compare runs/a runs/b --format markdown --plot differences.png",
+        ),
+    )
+)
 def compare(
     inputs: Annotated[list[str] | None, typer.Argument(help="Run directories or results JSON files.")] = None,
     group: Annotated[
@@ -214,6 +273,7 @@ def compare(
         float,
         typer.Option("--target-diff", help="The difference that 'runs needed' (per side, for 80% power) is for."),
     ] = 0.01,
+    debug: Debug = False,
 ) -> None:
     """Compare runs: per dataset and for the mean, each column against the baseline with a test and its interval.
 
@@ -245,10 +305,19 @@ def compare(
             target_diff=target_diff,
         )
 
-    run_command(body)
+    run_command(body, debug)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        ("run every cell, then the report", "bidir experiment configs/experiments/quickstart.yaml --jobs 2"),
+        ("the commands of the pending cells", "bidir experiment configs/experiments/quickstart.yaml --plan"),
+        (
+            "retrain one committed cell and compare it exactly",
+            "bidir experiment configs/experiments/static.yaml --output-dir docs/experiments/static --verify mnbrl-seed3",
+        ),
+    )
+)
 def experiment(
     file: Annotated[Path, typer.Argument(help="Experiment YAML file (arms x seeds of a train config).")],
     output_dir: Annotated[
@@ -266,6 +335,7 @@ def experiment(
         str | None, typer.Option("--verify", help="Retrain this cell in a temporary folder and compare exactly.")
     ] = None,
     cell: Annotated[str | None, typer.Option("--cell", help="Run one cell (base: the untrained model).")] = None,
+    debug: Debug = False,
 ) -> None:
     """Run an experiment: arms x seeds, each cell an ordinary run, then a report with the verdict."""
 
@@ -275,10 +345,18 @@ def experiment(
         experiment_command(file, output_dir=output_dir, jobs=jobs, plan=plan, report_only=report_only,
                            confirm=confirm, verify=verify, cell=cell)  # fmt: skip
 
-    run_command(body)
+    run_command(body, debug)
 
 
-@app.command("results-page")
+@app.command(
+    "results-page",
+    epilog=examples(
+        (
+            "two experiments on one page, a summary first",
+            "bidir results-page docs/experiments/static docs/experiments/transformer --output docs/results.md",
+        ),
+    ),
+)
 def results_page(
     folders: Annotated[list[Path], typer.Argument(help="Experiment output folders (each with report.md).")],
     output: Annotated[Path | None, typer.Option("--output", help="Write the page here (default: stdout).")] = None,
@@ -289,6 +367,7 @@ def results_page(
             "--section", help="A markdown file to include after the summary (repeatable), e.g. a script's output."
         ),
     ] = None,
+    debug: Debug = False,
 ) -> None:
     """Assemble several experiments into one page (docs/results.md): a summary, sections, each report."""
 
@@ -302,10 +381,21 @@ def results_page(
         else:
             sys.stdout.write(text)
 
-    run_command(body)
+    run_command(body, debug)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        (
+            "one hard negative per pair, skipping the 10 most similar candidates",
+            "bidir mine pairs.jsonl --model runs/quickstart-mnbrl --output mined/pairs.jsonl -n 1 --range-min 10",
+        ),
+        (
+            "three negatives per pair as (anchor, positive, negative) rows",
+            "bidir mine pairs.jsonl --model sentence-transformers/all-MiniLM-L6-v2 --output hard.jsonl --format triplet",
+        ),
+    )
+)
 def mine(
     data: Annotated[
         str, typer.Argument(help="(anchor, positive) pairs: .jsonl/.json/.csv/.parquet file, folder or hub id.")
@@ -351,6 +441,7 @@ def mine(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace OUT if bidir mined it (it has its .mined.json).")
     ] = False,
+    debug: Debug = False,
 ) -> None:
     """Mine hard negatives for (anchor, positive) pairs with sentence-transformers' miner, for bidir train."""
 
@@ -384,17 +475,15 @@ def mine(
             overwrite=overwrite,
         )
 
-    run_command(body)
+    run_command(body, debug)
 
 
 def invoke(args: list[str]) -> int:
     """``bidir ARGS`` in this process; returns the exit status (the in-process executor of ``bidir experiment``)."""
-    import click
-
     saved = dict(_state)
     try:
         return typer.main.get_command(app).main(args, prog_name="bidir", standalone_mode=False) or 0
-    except click.ClickException as e:  # a usage error, as the command line prints it
+    except typer.TyperException as e:  # a usage error (typer's own click exceptions), as the command line prints it
         e.show()
         return e.exit_code
     finally:

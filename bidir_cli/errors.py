@@ -7,6 +7,9 @@ running (status 1).
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class InputError(Exception):
     """Bad invocation, config, data or results file. The message names the field, file or row."""
@@ -25,3 +28,9 @@ def first_line(e: BaseException) -> str:
     """An exception's first message line: enough for a one-line error, never a traceback."""
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean X?)`` for the closest of ``known``, or an empty string when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""

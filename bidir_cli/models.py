@@ -140,8 +140,10 @@ def load_model(
 
     if looks_like_path(name):
         path = Path(name).expanduser()
+        named = where if where in (name, str(path)) else f"{where}: {name}"
         if not path.is_dir():
-            raise InputError(f"{where}: {name}: no such model folder")
+            raise InputError(f"{named}: no such model folder")
+        check_model_folder(path, named)
         name = str(path)
     try:
         return SentenceTransformer(
@@ -178,6 +180,15 @@ def model_description(model: Any) -> dict[str, Any]:
 # The model to evaluate, and its identity
 
 
+def check_model_folder(path: Path, named: str) -> None:
+    """Refuse, in bidir's words, a folder that holds no model (transformers would say "Unrecognized model")."""
+    if not any((path / f).is_file() for f in ("modules.json", "config.json")):
+        raise InputError(
+            f"{named}: not a model folder (a sentence-transformers or transformers model has modules.json or "
+            "config.json)"
+        )
+
+
 def resolve_model(spec: str) -> tuple[str, RunDir | None]:
     """Check MODEL_OR_RUN without loading anything: a run directory (then its ``model/``), a folder or a hub id.
 
@@ -191,6 +202,7 @@ def resolve_model(spec: str) -> tuple[str, RunDir | None]:
             raise InputError(f"{spec}: a run directory without model/ (status: {run.status()}); nothing to evaluate")
         return str(run.model), run
     if path.is_dir():
+        check_model_folder(path, spec)
         return str(path), None
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise InputError(f"{spec}: no such model folder or run directory")

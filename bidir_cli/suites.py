@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, did_you_mean
 from .loaders import (
     NANOBEIR_DATASETS,
     NANOBEIR_HUB_ID,
@@ -65,15 +65,33 @@ class Suite:
         return [load() for load in self.loaders.values()]
 
 
+def demo_suites() -> list[str]:
+    """The evaluation collections bundled with bidir (``demo:NAME``): the BEIR folders under ``bidir_cli/demo``."""
+    from .data import demo_path
+
+    return sorted(p.name for p in demo_path("").iterdir() if (p / "corpus.jsonl").is_file())
+
+
+def demo_suite(name: str) -> Path:
+    """The folder of ``demo:NAME``; a name that is not one lists those that are."""
+    from .data import demo_path
+
+    known = demo_suites()
+    if name.rstrip("/") not in known:
+        listed = ", ".join(f"demo:{k}" for k in known)
+        if not name:
+            raise InputError(f"--suite demo:: name a bundled demo suite: {listed}")
+        raise InputError(f"--suite demo:{name}: no such bundled suite{did_you_mean(name, known)}; bundled: {listed}")
+    return demo_path(name.rstrip("/"))
+
+
 def resolve_suite(spec: str) -> Suite:
     """Turn ``--suite`` into a :class:`Suite`: ``nanobeir``, a NanoBEIR copy, a BEIR folder, a suite YAML, or
     ``demo:<path>`` for data bundled with bidir (as in a config)."""
     if spec.lower() == "nanobeir":
         return _nanobeir_suite(NANOBEIR_HUB_ID, before_load=lambda: check_hub_reachable(NANOBEIR_HUB_ID))
     if spec.startswith("demo:"):
-        from .data import demo_path
-
-        return resolve_suite(str(demo_path(spec.removeprefix("demo:"))))
+        return resolve_suite(str(demo_suite(spec.removeprefix("demo:"))))
     path = Path(spec).expanduser()
     if path.is_file():
         return load_suite_file(path)

@@ -318,6 +318,28 @@ def test_bad_input_gives_one_clear_line_and_status_2(tmp_path, tiny_bert_path):
     assert "no such file or folder" in bad_input(tiny_bert_path, "--suite", tmp_path / "nope")
     assert "--datasets: nope not in suite 'good'" in bad_input(tiny_bert_path, "--suite", good, "--datasets", "nope")
     assert "no such model folder" in bad_input(tmp_path / "no-model", "--suite", good)
+    (tmp_path / "notamodel").mkdir()
+    (tmp_path / "notamodel" / "notes.txt").write_text("not weights")
+    assert bad_input(tmp_path / "notamodel", "--suite", good) == (
+        f"bidir: error: {tmp_path / 'notamodel'}: not a model folder (a sentence-transformers or transformers model "
+        "has modules.json or config.json)"
+    )
+    # The bundled suites: listed for a bare demo:, a misspelt one gets the closest (the list is bidir_cli/demo's
+    # BEIR folders, read here from the package's own files).
+    from importlib import resources
+
+    bundled = sorted(
+        p.name for p in resources.files("bidir_cli").joinpath("demo").iterdir() if (p / "corpus.jsonl").is_file()
+    )
+    assert bundled == ["wordnet-eval"]
+    assert (
+        bad_input(tiny_bert_path, "--suite", "demo:")
+        == "bidir: error: --suite demo:: name a bundled demo suite: demo:wordnet-eval"
+    )
+    assert bad_input(tiny_bert_path, "--suite", "demo:wordnet-evl") == (
+        "bidir: error: --suite demo:wordnet-evl: no such bundled suite (did you mean wordnet-eval?); bundled: "
+        "demo:wordnet-eval"
+    )
     assert "--backend: 'faiss' is not one of bidir, mteb" in bad_input(
         tiny_bert_path, "--suite", good, "--backend", "faiss"
     )
