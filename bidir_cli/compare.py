@@ -19,7 +19,7 @@ import numpy as np
 from .comparison import ALPHA, MEAN, POWER, TARGET_DIFF, Cell, Column, Comparison, Difference, Source
 from .errors import InputError
 from .meta_rows import meta_rows
-from .results import DEFAULT_SETTINGS, NUMBER_SETTINGS, EvalResult
+from .results import DEFAULT_SETTINGS, NUMBER_SETTINGS, EvalResult, describe_setting, describe_settings
 from .runs import RunDir
 from .stats import compare_runs, holm, seed_mean_std
 
@@ -147,10 +147,10 @@ def find_results(run: RunDir, suite: str | None, settings: dict[str, Any]) -> tu
     ]
     if len(chosen) == 1:
         return chosen[0]
-    wanted = ", ".join([*([f"suite {suite}"] if suite else []), *(f"{k} {v}" for k, v in settings.items())])
+    wanted = ", ".join([*([f"suite {suite}"] if suite else []), describe_settings(settings)])
     listing = "; ".join(
         f"eval/{path.name} (suite {r.suite['name']}, "
-        + ", ".join(f"{k} {r.number_settings[k]}" for k in settings)
+        + describe_settings({k: r.number_settings[k] for k in settings})
         + ")"
         for path, r in found
     )
@@ -324,13 +324,14 @@ def check_same_settings(columns: list[Column], allowed: bool) -> None:
     """
     differing = {}
     for key in NUMBER_SETTINGS:
-        values = {c.name: sorted({json.dumps(s.result.number_settings[key]) for s in c.sources}) for c in columns}
-        if len({v for vs in values.values() for v in vs}) > 1:
-            differing[key] = values
+        raw = {c.name: {json.dumps(s.result.number_settings[key], sort_keys=True) for s in c.sources} for c in columns}
+        if len(set().union(*raw.values())) > 1:  # shown as a user writes them
+            differing[key] = {
+                name: sorted(describe_setting(key, json.loads(v)) for v in vs) for name, vs in raw.items()
+            }
     if differing and not allowed:
         described = "; ".join(
-            f"{key}: " + ", ".join(f"{name} {' / '.join(vs)}" for name, vs in values.items())
-            for key, values in differing.items()
+            ", ".join(f"{name}: {' / '.join(vs)}" for name, vs in values.items()) for values in differing.values()
         )
         raise InputError(
             f"the results were evaluated under different settings ({described}); their numbers are not "

@@ -95,6 +95,31 @@ DEFAULT_SETTINGS = {
 PROMPT_FLAGS = ("query_prompt", "document_prompt")
 
 
+def describe_setting(key: str, value: Any) -> str:
+    """One setting as a user writes it on the command line (``no truncation``, ``bf16``, ``max seq length 128``),
+    never a Python value."""
+    if key == "truncate_dim":
+        return "no truncation" if value is None else f"truncate dim {value}"
+    if key in ("precision",):
+        return str(value)
+    if key in ("backend", "model_backend", "similarity"):
+        return f"{key.replace('_', ' ')} {value}"
+    if key == "max_seq_length":
+        return "model's max seq length" if value is None else f"max seq length {value}"
+    if key == "prompts":
+        return "no prompts" if not value else "prompts " + ", ".join(f"{k} {v!r}" for k, v in sorted(value.items()))
+    if key == "overrides":
+        if not value:
+            return "no prompt or length flags"
+        return ", ".join(f"--{k.replace('_', '-')} {v!r}" if isinstance(v, str) else f"--{k.replace('_', '-')} {v}"
+                         for k, v in sorted(value.items()))  # fmt: skip
+    return f"{key} {value}"
+
+
+def describe_settings(settings: dict[str, Any]) -> str:
+    return ", ".join(describe_setting(k, v) for k, v in settings.items())
+
+
 def prompt_key(overrides: dict[str, Any]) -> str | None:
     """8 hex digits naming the prompts given on the command line (None when none was)."""
     given = {k: overrides[k] for k in PROMPT_FLAGS if k in overrides}
@@ -219,7 +244,8 @@ class EvalResult:
             found.append("model fingerprint")
         found += [f"suite {k}" for k in ("name", "source") if self.suite.get(k) != other.suite.get(k)]
         mine, theirs = self.number_settings, other.number_settings
-        found += [f"{k} ({theirs[k]!r} there, {mine[k]!r} here)" for k in NUMBER_SETTINGS if mine[k] != theirs[k]]
+        found += [f"{describe_setting(k, theirs[k])} there, {describe_setting(k, mine[k])} here"
+                  for k in NUMBER_SETTINGS if mine[k] != theirs[k]]  # fmt: skip
         found += [f"dataset {n} (other content)" for n, d in self.datasets.items() if n in other.datasets
                   and other.datasets[n].hash != d.hash]  # fmt: skip
         # A suite file's per-dataset prompts (recorded with the dataset, not in the settings).

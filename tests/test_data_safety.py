@@ -104,7 +104,7 @@ def test_truncated_evaluation_keeps_the_full_result_and_compare_names_the_differ
     # Two results of other settings are not paired unless asked, and the difference is named either way.
     refused = compare(full, truncated)
     assert refused.exit_code == 2
-    assert "truncate_dim" in refused.stderr and "--mixed-settings" in refused.stderr
+    assert "(r1: no truncation, r1--dim16: truncate dim 16)" in refused.stderr and "--mixed-settings" in refused.stderr
     mixed = compare(full, truncated, "--mixed-settings", "--format", "markdown")
     assert mixed.exit_code == 0, mixed.stderr
     row = next(line for line in mixed.stdout.splitlines() if "eval.truncate\\_dim" in line)
@@ -136,7 +136,8 @@ def test_each_setting_that_changes_the_numbers_gets_its_own_file_and_compare_nam
 
     assert load_source(run_with_model, None).path.name == "mini.json"
     refused = compare(eval_dir / "mini.json", eval_dir / "mini--len8.json")
-    assert refused.exit_code == 2 and "max_seq_length" in refused.stderr and "overrides" in refused.stderr
+    assert refused.exit_code == 2 and "r1: max seq length 64, r1--len8: max seq length 8" in refused.stderr
+    assert "r1: no prompt or length flags, r1--len8: --max-seq-length 8" in refused.stderr
     refused = compare(eval_dir / "mini.json", eval_dir / f"mini--p{prompt_key}.json")
     assert refused.exit_code == 2 and "prompts" in refused.stderr
 
@@ -146,7 +147,7 @@ def test_each_setting_that_changes_the_numbers_gets_its_own_file_and_compare_nam
     (tmp_path / "openvino.json").write_text(json.dumps(data))
     assert EvalResult.load(tmp_path / "openvino.json").stem == "mini--openvino"
     refused = compare(eval_dir / "mini.json", tmp_path / "openvino.json")
-    assert refused.exit_code == 2 and "model_backend" in refused.stderr and "openvino" in refused.stderr
+    assert refused.exit_code == 2 and "r1: model backend torch, openvino: model backend openvino" in refused.stderr
 
 
 def test_a_suite_files_per_dataset_prompts_are_part_of_what_merges(tmp_path, run_with_model):
@@ -178,7 +179,18 @@ def test_compare_chooses_a_runs_results_file_by_settings(tmp_path, run_with_mode
     assert all(p.endswith("mini--dim16.json") for p in runs_of(truncated.stdout))
 
     missing = compare(run_with_model, other.path, "--truncate-dim", 8)
-    assert missing.exit_code == 2 and "mini--dim16.json" in missing.stderr and "truncate_dim 16" in missing.stderr
+    assert missing.exit_code == 2 and "mini--dim16.json" in missing.stderr
+    # Settings as a user writes them, never Python values (None, {}).
+    assert "no results file for truncate dim 8, fp32, backend bidir, model backend torch" in missing.stderr
+    assert "eval/mini.json (suite mini, no truncation, fp32," in missing.stderr
+    assert "eval/mini--dim16.json (suite mini, truncate dim 16, fp32," in missing.stderr
+    assert "None" not in missing.stderr and "{}" not in missing.stderr and "truncate_dim" not in missing.stderr
+
+    # Results of two truncations named as files: refused, saying which setting differs, in the same words.
+    mixed = compare(run_with_model / "eval" / "mini.json", other.path / "eval" / "mini--dim16.json")
+    assert mixed.exit_code == 2 and "different settings (r1: no truncation, r2--dim16: truncate dim 16)" in (
+        " ".join(mixed.stderr.split())
+    ), mixed.stderr
 
 
 def test_a_dataset_subset_merges_into_the_same_evaluation_and_nothing_else(tmp_path, run_with_model):
@@ -209,7 +221,8 @@ def test_output_file_of_another_evaluation_is_not_replaced(tmp_path, tiny_bert_p
 
     result = bidir_eval(tiny_bert_path, "--suite", folder, "--no-cache", "--output", out, "--truncate-dim", 8)
 
-    assert result.exit_code == 2 and "truncate_dim" in result.stderr and "choose another --output" in result.stderr
+    assert result.exit_code == 2 and "choose another --output" in result.stderr
+    assert "it differs in no truncation there, truncate dim 8 here" in result.stderr
     assert out.read_bytes() == before
     someone_elses = tmp_path / "notes.json"
     someone_elses.write_text('{"mine": true}')
