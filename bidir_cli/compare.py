@@ -58,8 +58,8 @@ def compare_command(
         mixed_settings=mixed_settings,
         target_diff=target_diff,
     )
-    for note in comparison.notes:
-        print(f"bidir: note: {note}", file=sys.stderr)
+    for note in comparison.notes:  # a note that starts "warning: " is printed as one
+        print(f"bidir: {note}" if note.startswith("warning: ") else f"bidir: note: {note}", file=sys.stderr)
     report.FORMATS[fmt](comparison, sys.stdout)
     if plot is not None:
         plot.parent.mkdir(parents=True, exist_ok=True)
@@ -294,6 +294,7 @@ def build_comparison(
                 differences[row][name] = difference
 
     queries = {d: scores[baseline][d].shape[1] for d in datasets}
+    notes += _shared_runs_notes(columns)
     for column in columns:
         for source in column.sources:
             status = source.meta.status if source.meta else None
@@ -315,6 +316,28 @@ def build_comparison(
         target_diff=target_diff,
         notes=notes,
     )
+
+
+def _shared_runs_notes(columns: list[Column]) -> list[str]:
+    """A warning for each pair of columns that share results files or models: their difference is not a
+    comparison of two things (one run under two group names gives p = 1 and an interval [0, 0])."""
+
+    def identities(column: Column) -> set[str]:
+        return {str(s.path.resolve()) for s in column.sources} | {
+            f"model {fp}" for s in column.sources if (fp := s.result.model.get("fingerprint"))
+        }
+
+    notes = []
+    for i, a in enumerate(columns):
+        for b in columns[i + 1 :]:
+            shared = identities(a) & identities(b)
+            if shared:
+                what = "the same runs" if identities(a) == identities(b) else "some of the same runs"
+                notes.append(
+                    f"warning: columns {a.name} and {b.name} hold {what} (the same results files or model "
+                    f"fingerprints: {len(shared)}); their difference is not a comparison of two models"
+                )
+    return notes
 
 
 def check_same_settings(columns: list[Column], allowed: bool) -> None:

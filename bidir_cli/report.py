@@ -215,10 +215,12 @@ def render_csv(c: Comparison) -> str:
     """One line per (row, column) of the metric rows, every number at full precision.
 
     The baseline's difference fields, and the mean row's Holm fields, are empty; so is ``df`` for the
-    sign-flip test. ``runs_needed`` is a number, ``>N``, ``not reachable`` or ``unknown``.
+    sign-flip test. Numeric columns hold numbers or nothing: ``runs_needed`` is empty when no count can be given,
+    and ``runs_needed_note`` says why (``>N``, ``not reachable``, ``unknown``).
     """
     header = ["row", "column", "queries", "value", "std", "seeds", "diff", "ci_low", "ci_high", "p", "p_exact"]
     header += ["p_holm", "significant", "holm_significant", "test", "unit", "se", "df", "mdd", "runs_needed"]
+    header += ["runs_needed_note"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -229,7 +231,8 @@ def render_csv(c: Comparison) -> str:
             d = c.differences[row].get(col.name)
             if d is not None:
                 line += [d.diff, d.ci[0], d.ci[1], d.p, d.exact, d.p_holm, d.significant, d.holm_significant]
-                line += [d.test, d.unit, d.se, d.df, d.mdd, d.runs_needed_text]
+                note = None if d.runs_needed is not None else d.runs_needed_text
+                line += [d.test, d.unit, d.se, d.df, d.mdd, d.runs_needed, note]
             line += [None] * (len(header) - len(line))
             writer.writerow(["" if v is None else v for v in line])
     return out.getvalue()

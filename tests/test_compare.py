@@ -433,7 +433,16 @@ def test_groups_of_three_runs_on_six_datasets_get_the_run_level_test_in_every_fo
     lines = list(csv.DictReader(io.StringIO(outputs["csv"])))
     b_lines = [line for line in lines if line["column"] == "b"]
     assert len(b_lines) == 7 and all(line["test"] == "run_t" and line["unit"] == "training run" for line in b_lines)
-    assert all(line["ci_low"] and line["mdd"] and line["runs_needed"] and float(line["df"]) > 0 for line in b_lines)
+    assert all(line["ci_low"] and line["mdd"] and float(line["df"]) > 0 for line in b_lines)
+    # Numeric columns hold numbers or nothing; a runs-needed count that cannot be given is empty, with its reason.
+    numeric = ("queries", "value", "std", "seeds", "diff", "ci_low", "ci_high", "p", "p_holm", "se", "df", "mdd")
+    for line in lines:
+        for name in (*numeric, "runs_needed"):
+            assert line[name] == "" or float(line[name]) == float(line[name]), (name, line[name])
+        assert line["runs_needed"] == "" or int(line["runs_needed"]) >= 2
+    assert all(bool(line["runs_needed"]) != bool(line["runs_needed_note"]) for line in b_lines)
+    notes = {line["runs_needed_note"] for line in b_lines if line["runs_needed_note"]}
+    assert notes <= {"not reachable", ">100"}
     out = json.loads(outputs["json"])
     mean = row(out, MEAN)["differences"]["b"]
     assert mean["test"] == "run_t" and mean["significant"] and mean["ci_low"] > 0
@@ -454,6 +463,15 @@ def test_marks_and_intervals_agree_in_every_row_and_column(tmp_path, capsys):
     assert row(out, MEAN)["differences"]["a-seed0"]["test"] == "sign_flip"
     assert row(out, MEAN)["differences"]["a-seed0"]["runs_needed_text"] == "unknown"
     assert row(out, MEAN)["differences"]["b"]["test"] == "run_t"
+
+
+def test_two_columns_holding_the_same_runs_are_warned_about(tmp_path):
+    groups = write_groups(tmp_path, shift=0.0, seed=3)
+    runs = groups[0].split("=", 1)[1]
+    same = cli(f"--group=one={runs}", f"--group=two={runs}")
+    assert same.exit_code == 0
+    assert "bidir: warning: columns one and two hold the same runs" in same.stderr
+    assert "warning" not in cli(f"--group={groups[0]}", f"--group={groups[1]}").stderr
 
 
 def test_target_diff_sets_the_runs_needed_and_must_be_positive(tmp_path, capsys):
