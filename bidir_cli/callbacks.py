@@ -80,18 +80,22 @@ class TrainLog(TrainerCallback):
 
 
 class ProgressBar(TrainerCallback):
-    """A tqdm bar on standard error with the latest loss, learning rate and examples per second."""
+    """Progress on standard error: on a terminal a tqdm bar with the latest loss, learning rate and examples per
+    second; elsewhere (a log file) the same figures as one line per logging step, never a carriage return."""
 
     def __init__(self) -> None:
         self.bar = None
+        self.lines = False
         self._last = (0.0, 0)
 
     def on_train_begin(self, args, state, control, **kwargs):
         from tqdm.auto import tqdm
 
         if state.is_world_process_zero:
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", file=sys.stderr,
-                            dynamic_ncols=True)  # fmt: skip
+            if sys.stderr.isatty():
+                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", file=sys.stderr,
+                                dynamic_ncols=True)  # fmt: skip
+            self.lines = self.bar is None
             self._last = (time.perf_counter(), state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -99,13 +103,18 @@ class ProgressBar(TrainerCallback):
             self.bar.update(state.global_step - self.bar.n)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.bar is None or not logs or "loss" not in logs:
+        if (self.bar is None and not self.lines) or not logs or "loss" not in logs:
             return
         now, step = time.perf_counter(), state.global_step
         examples = (step - self._last[1]) * examples_per_step(args)
         rate = examples / (now - self._last[0]) if now > self._last[0] else 0.0
         self._last = (now, step)
-        self.bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs.get('learning_rate', 0):.2e}", ex_s=f"{rate:.0f}")
+        figures = {"loss": f"{logs['loss']:.4f}", "lr": f"{logs.get('learning_rate', 0):.2e}", "ex_s": f"{rate:.0f}"}
+        if self.bar is not None:
+            self.bar.set_postfix(**figures)
+        else:
+            print(f"bidir: train: step {step}/{state.max_steps}: " + ", ".join(f"{k} {v}" for k, v in figures.items()),
+                  file=sys.stderr, flush=True)  # fmt: skip
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar is not None:

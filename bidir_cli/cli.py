@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .help_examples import examples
 from .report import FORMATS
 
 app = typer.Typer(
@@ -31,11 +32,6 @@ _state = {"debug": False}
 
 # --debug is accepted before the command (bidir --debug train ...) and after it (bidir train ... --debug).
 Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
-
-
-def examples(*pairs: tuple[str, str]) -> str:
-    """A command's --help epilog: (what it does, the command line) pairs (no square brackets: they are markup)."""
-    return "[bold]Examples[/bold]\n\n" + "\n\n".join(f"[dim]# {what}[/dim]\n{command}" for what, command in pairs)
 
 
 def _version(value: bool) -> None:
@@ -59,8 +55,10 @@ def main(
 def run_command(fn: Callable[[], Any], debug: bool = False) -> Any:
     """Run a command body, turning errors into one line on standard error and the exit status."""
     from .errors import InputError
+    from .io import quiet_progress_bars
 
     _state["debug"] = _state["debug"] or debug
+    quiet_progress_bars()
     try:
         return fn()
     except InputError as e:
@@ -81,14 +79,7 @@ def run_command(fn: Callable[[], Any], debug: bool = False) -> Any:
 
 
 @app.command(
-    epilog=examples(
-        ("validate, print the resolved config and data sizes", "bidir train configs/quickstart.yaml --dry-run"),
-        (
-            "another seed and scale, into a folder of its own",
-            "bidir train configs/quickstart.yaml --set training.seed=7 --set loss.scale=40 --output-dir runs/qs-seed7",
-        ),
-        ("continue from the last checkpoint", "bidir train configs/quickstart.yaml --resume"),
-    )
+    epilog=examples("train"),
 )
 def train(
     config: Annotated[Path, typer.Argument(help="YAML config file.")],
@@ -121,18 +112,7 @@ def train(
 
 @app.command(
     "eval",
-    epilog=examples(
-        ("a run directory on a bundled suite", "bidir eval runs/quickstart-mnbrl --suite demo:wordnet-eval"),
-        (
-            "NanoBEIR, two datasets",
-            "bidir eval sentence-transformers/all-MiniLM-L6-v2 --datasets NanoSciFact,NanoFiQA2018",
-        ),
-        (
-            "a BEIR folder at two truncations (one encoding), with TREC run files",
-            "bidir eval runs/x --suite path/to/beir-folder --truncate-dim 384,128 --run-file runs/x/run.trec",
-        ),
-        ("the bundled demo suites, listed", "bidir eval runs/quickstart-mnbrl --suite demo:"),
-    ),
+    epilog=examples("eval"),
 )
 def eval_(
     model: Annotated[str, typer.Argument(help="Hub id, model folder, or run directory (then evaluates run/model).")],
@@ -224,17 +204,7 @@ def eval_(
 
 
 @app.command(
-    epilog=examples(
-        ("two runs, per query", "bidir compare runs/quickstart-mnrl runs/quickstart-mnbrl"),
-        (
-            "seeds, per run",
-            "bidir compare --group mnrl='runs/exp/runs/mnrl-seed*' --group mnbrl='runs/exp/runs/mnbrl-seed*'",
-        ),
-        (
-            "a markdown table and a bar chart of the differences",
-            "bidir compare runs/a runs/b --format markdown --plot differences.png",
-        ),
-    )
+    epilog=examples("compare"),
 )
 def compare(
     inputs: Annotated[list[str] | None, typer.Argument(help="Run directories or results JSON files.")] = None,
@@ -309,14 +279,7 @@ def compare(
 
 
 @app.command(
-    epilog=examples(
-        ("run every cell, then the report", "bidir experiment configs/experiments/quickstart.yaml --jobs 2"),
-        ("the commands of the pending cells", "bidir experiment configs/experiments/quickstart.yaml --plan"),
-        (
-            "retrain one committed cell and compare it exactly",
-            "bidir experiment configs/experiments/static.yaml --output-dir docs/experiments/static --verify mnbrl-seed3",
-        ),
-    )
+    epilog=examples("experiment"),
 )
 def experiment(
     file: Annotated[Path, typer.Argument(help="Experiment YAML file (arms x seeds of a train config).")],
@@ -350,12 +313,7 @@ def experiment(
 
 @app.command(
     "results-page",
-    epilog=examples(
-        (
-            "two experiments on one page, a summary first",
-            "bidir results-page docs/experiments/static docs/experiments/transformer --output docs/results.md",
-        ),
-    ),
+    epilog=examples("results-page"),
 )
 def results_page(
     folders: Annotated[list[Path], typer.Argument(help="Experiment output folders (each with report.md).")],
@@ -385,16 +343,7 @@ def results_page(
 
 
 @app.command(
-    epilog=examples(
-        (
-            "one hard negative per pair, skipping the 10 most similar candidates",
-            "bidir mine pairs.jsonl --model runs/quickstart-mnbrl --output mined/pairs.jsonl -n 1 --range-min 10",
-        ),
-        (
-            "three negatives per pair as (anchor, positive, negative) rows",
-            "bidir mine pairs.jsonl --model sentence-transformers/all-MiniLM-L6-v2 --output hard.jsonl --format triplet",
-        ),
-    )
+    epilog=examples("mine"),
 )
 def mine(
     data: Annotated[

@@ -24,11 +24,9 @@ with ``n-tuple`` a pair for which fewer than ``num_negatives`` candidates pass t
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import random
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ from typing import Any
 from .config import ColumnsConfig, SourceConfig
 from .data import content_hash, load_source, read_local
 from .errors import InputError
-from .io import atomic_open, atomic_write_json, log
+from .io import atomic_open, atomic_write_json, library_output, log
 from .mining_record import KIND, sidecar_path
 from .runs import versions
 
@@ -227,7 +225,7 @@ def run_miner(dataset, model, options: MineOptions, corpus: list[str] | None):
     state = random.getstate()
     random.seed(options.seed)  # the miner's "random" sampling draws from the random module
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # the miner prints its statistics
+        with library_output("sentence-transformers"):  # the miner prints its statistics and progress bars
             return mine_hard_negatives(
                 dataset,
                 model,

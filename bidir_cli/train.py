@@ -20,7 +20,7 @@ from sentence_transformers import SentenceTransformerTrainer
 
 from .config import Config, config_to_yaml, load_config
 from .errors import InputError
-from .io import atomic_write_text, log
+from .io import atomic_write_text, library_output, log
 from .runs import (
     RunDir,
     RunMeta,
@@ -395,9 +395,10 @@ def make_trainer(cfg: Config, model, loss, data, run: RunDir, args, suite: EvalS
         from .training_eval import TrainingEvaluator
 
         evaluator = TrainingEvaluator(suite, cfg.evaluation.batch_size)
-    trainer = BidirTrainer(
-        model=model, args=args, train_dataset=data.train, eval_dataset=data.eval, loss=loss, evaluator=evaluator
-    )
+    with library_output("sentence-transformers"):  # its model card's "Computing widget examples" bar, its notes
+        trainer = BidirTrainer(
+            model=model, args=args, train_dataset=data.train, eval_dataset=data.eval, loss=loss, evaluator=evaluator
+        )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     for callback in trainer.callback_handler.callbacks:

@@ -177,6 +177,11 @@ def test_top_negatives_are_the_hand_ranking(tmp_path, static_dir, n, range_min):
     args = ["-n", n, "--range-min", range_min, "--corpus", corpus, "--scores"]
     result = mine(data, "--model", static_dir, "--output", out, *args)
     assert result.exit_code == 0, result.output
+    # Standard output is empty; on standard error (not a terminal here) every line is bidir's, the miner's own
+    # lines prefixed, and no progress bar.
+    assert result.stdout == "" and "\r" not in result.stderr and "Batches" not in result.stderr
+    assert all(line.startswith("bidir: ") for line in result.stderr.splitlines()), result.stderr
+    assert "bidir: sentence-transformers: Negative candidates mined" in result.stderr
     hand = HandRanking(static_dir, rows, extra_corpus=extra)  # the joined texts are the original texts
     mined = read_jsonl(out)
     assert len(mined) == len(rows)

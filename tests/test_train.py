@@ -86,6 +86,39 @@ def test_train_log_has_a_line_per_logging_step_with_partition_shares(tmp_path, l
             assert "partition" not in line  # the baseline has a single block
 
 
+def test_progress_in_a_log_is_one_line_per_logging_step_and_no_bar(tmp_path):
+    """Standard error is not a terminal here (a cell's log, a SLURM job's output): no carriage return, no library
+    bar; a line per logging step with the loss that train_log.jsonl records."""
+    config = tiny_config(tmp_path, evaluation={"suite": "tiny-beir"})
+    write_tiny_beir(tmp_path / "tiny-beir")
+    result = run_train(str(config), "--output-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.stderr and "Computing widget examples" not in result.stderr
+    assert all(line.startswith("bidir: ") for line in result.stderr.splitlines()), result.stderr
+    logged = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    progress = [line for line in result.stderr.splitlines() if line.startswith("bidir: train: step ")]
+    assert [p.split(":")[2].strip() for p in progress] == [f"step {x['step']}/6" for x in logged]
+    assert [f"loss {x['loss']:.4f}" in p for x, p in zip(logged, progress)] == [True] * len(logged)
+
+
+def test_library_lines_are_prefixed_and_bars_kept_only_on_a_terminal():
+    import io
+
+    from bidir_cli.io import LibraryLines
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for target, bars in ((io.StringIO(), False), (Terminal(), True)):
+        stream = LibraryLines(target, "bidir: lib: ")
+        # As tqdm writes a bar: "\r" and the bar at each refresh, "\n" when it closes.
+        for chunk in ("\rBatches:   0%|   | 0/2", "\rBatches: 100%|###| 2/2", "\n", "a note", " in two writes\n", "\n"):
+            stream.write(chunk)
+        bar = "\rBatches:   0%|   | 0/2\rBatches: 100%|###| 2/2\n"
+        assert target.getvalue() == (bar if bars else "") + "bidir: lib: a note in two writes\n"
+
+
 def test_set_overrides_are_typed_by_the_schema(tmp_path):
     config = tiny_config(tmp_path)
     out = tmp_path / "run"
