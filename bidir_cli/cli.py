@@ -333,7 +333,7 @@ def results_page(
         from .experiment_report import results_page as page
         from .io import atomic_write_text
 
-        text = page(folders, title, section or [])
+        text = page(folders, title, section or [], page_dir=output.parent if output else None)
         if output:
             atomic_write_text(output, text)
         else:

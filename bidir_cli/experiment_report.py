@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -267,10 +268,13 @@ def _provenance(exp: Experiment, done: list[Cell], summary: dict[str, Any]) -> l
     return md + [""]
 
 
-def results_page(dirs: list[Path], title: str = "Results", sections: list[Path] | None = None) -> str:
+def results_page(
+    dirs: list[Path], title: str = "Results", sections: list[Path] | None = None, page_dir: Path | None = None
+) -> str:
     """Several experiments on one page (docs/results.md): a summary built from each ``summary.json`` (the verdicts
     with their tests and intervals, the confirmation, the training cost), then ``sections`` (markdown files, e.g. a
-    script's output), then each report.md with its headings one level down."""
+    script's output), then each report.md with its headings one level down. Relative links and images of a report
+    or section are rewritten to resolve from ``page_dir``, the page's own folder (default: the current one)."""
     parts = [f"# {title}", "", "## Summary", ""]
     reports = []
     for folder in dirs:
@@ -278,14 +282,31 @@ def results_page(dirs: list[Path], title: str = "Results", sections: list[Path] 
         if not report.is_file() or not summary.is_file():
             raise InputError(f"{folder}: no report.md (run `bidir experiment FILE --report-only` first)")
         parts += _summary_lines(folder, _read(summary))
-        reports.append(report.read_text(encoding="utf-8"))
+        reports.append(relink(report.read_text(encoding="utf-8"), folder, page_dir or Path.cwd()))
     for section in sections or []:
         if not section.is_file():
             raise InputError(f"--section {section}: no such file")
-        parts += [section.read_text(encoding="utf-8").rstrip("\n"), ""]
+        parts += [relink(section.read_text(encoding="utf-8"), section.parent, page_dir or Path.cwd()).rstrip("\n"), ""]
     for text in reports:
         parts += ["\n".join(("#" + line if line.startswith("#") else line) for line in text.splitlines()), ""]
     return "\n".join(parts)
+
+
+LINK = re.compile(r"(!?\[[^\]]*\])\(([^)\s]+)\)")
+
+
+def relink(text: str, source_dir: Path, page_dir: Path) -> str:
+    """Markdown links and images relative to ``source_dir`` rewritten relative to ``page_dir`` (absolute ones, web
+    addresses and anchors unchanged)."""
+
+    def move(match: re.Match) -> str:
+        label, target = match.groups()
+        if target.startswith(("#", "/")) or "://" in target:
+            return match.group(0)
+        moved = os.path.relpath((source_dir / target).resolve(), page_dir.resolve())
+        return f"{label}({Path(moved).as_posix()})"
+
+    return LINK.sub(move, text)
 
 
 def _dataset_lines(suite: str, comparison: dict[str, Any], baseline: str) -> list[str]:

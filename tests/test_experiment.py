@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -355,6 +356,14 @@ def test_the_results_page_summarises_each_experiment_then_includes_sections_and_
     assert f"mnrl {sum(walls) / 2:.0f} s" in text
     assert text.index("## Summary") < text.index("## The proposal") < text.index("## Experiment tiny-loss")
     assert "\n### Verdict\n" in text  # the report's headings one level down
+    # Every relative link and image of the page opens from the page's own folder (the reports' plots live in the
+    # experiment's folder, elsewhere).
+    targets = re.findall(r"!?\[[^\]]*\]\(([^)\s]+)\)", text)
+    assert any(t.endswith("differences-test-beir.png") for t in targets) and any(
+        t.endswith("training.png") for t in targets
+    )
+    for target in targets:
+        assert "://" in target or target.startswith("#") or (page.parent / target).is_file(), target
     assert bidir("results-page", out, "--section", tmp_path / "nope.md").returncode == 2
 
 
