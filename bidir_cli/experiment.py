@@ -110,12 +110,18 @@ class Experiment:
     def _cell(self, name: str, arm: str, seed: int, extra: dict[str, Any], suites: list[str], kind: str) -> Cell:
         overrides = {**self.spec.set, **self.spec.arms.get(arm, {}), **extra}
         overrides |= {"training.seed": seed, "evaluation.suite": suites[0]}
+        if self.spec.vary_sample:  # each seed its own training sample (sources without a sample ignore the seed)
+            overrides["data.train.*.sample_seed"] = seed
         if kind == "select" and self.base_config.evaluation.datasets:
             overrides["evaluation.datasets"] = None  # the base config's subset names test datasets, not dev ones
         if not self.spec.keep_checkpoints:
             overrides.setdefault("training.save_total_limit", 1)
         cell = Cell(name, arm, seed, overrides, suites, kind)
         cell.config = load_config(self.spec.base, assignments(overrides))
+        if self.spec.vary_sample and not any(s.sample for s in cell.config.data.train):
+            raise InputError(
+                f"{self.path}: vary_sample: no training source of cell {name} draws a sample (data.train.N.sample)"
+            )
         return cell
 
     def selection_cells(self) -> list[Cell]:

@@ -79,6 +79,10 @@ class ExperimentConfig(Section):
     """CPU threads per cell (default: cores / --jobs, then whatever the experiment's cells already used)."""
     keep_checkpoints: bool = True
     """Keep each cell's checkpoints/ after it completes (they are needed only to resume an unfinished cell)."""
+    vary_sample: bool = False
+    """Let each seed draw its own training sample: every source that samples (``data.train.N.sample``) gets the
+    cell's training seed as its ``sample_seed``. By default every seed trains on the same sample, so the seeds vary
+    the initialisation, the data order and dropout only, and the run-to-run spread leaves out data sampling."""
     target_diff: float = Field(0.01, gt=0)
     """The difference the report's power line is about (runs per arm needed to detect it)."""
 

@@ -60,6 +60,33 @@ def verdict_lines(c: Comparison) -> list[str]:
     return lines
 
 
+def what_seeds_vary(exp: Experiment, cells: list[Cell]) -> str:
+    """One sentence: what differs between two seeds of an arm (initialisation, data order, dropout, data sample),
+    from the cells' resolved config and the rows their runs recorded."""
+    seeded = [c for c in cells if c.kind == "test"]
+    if not seeded:
+        return ""
+    cfg = seeded[0].config
+    varies = ["the order of the training batches"]
+    if cfg.model.static is not None:
+        varies.insert(0, "the initial weights (a StaticEmbedding from scratch)")
+        fixed = []
+    else:
+        varies.append("dropout")
+        fixed = ["the initial weights (the pretrained model's)"]
+    sampled = [s for s in cfg.data.train if s.sample]
+    rows = next((m.data.get("rows") for c in seeded if (m := _meta(exp.run_dir(c))) and m.data), None)
+    size = f"{rows:,} pairs" if rows else "the same pairs"
+    if sampled and exp.spec.vary_sample:
+        varies.append(f"the training sample (each seed draws its own {sampled[0].sample:,} rows a source)")
+    elif sampled:
+        seeds = ", ".join(str(s) for s in sorted({s.sample_seed for s in sampled}))
+        fixed.append(f"the training sample (every run trains on the same {size}, sample seed {seeds})")
+    else:
+        fixed.append(f"the training data (every run trains on all of it, {size})")
+    return f"Seeds vary {' and '.join(varies)}; fixed across seeds: {' and '.join(fixed)}."
+
+
 def selection_table(exp: Experiment) -> list[str]:
     select = exp.spec.select
     if select is None:
@@ -175,7 +202,7 @@ def write_report(exp: Experiment) -> dict[str, Any]:
     tests = comparisons(exp, exp.suites, done)
     summary: dict[str, Any] = {
         "experiment": exp.spec.name, "file": str(exp.path), "baseline": exp.spec.baseline, "arms": list(exp.spec.arms),
-        "seeds": exp.spec.seed_list, "threads": exp.threads, "missing": missing,
+        "seeds": exp.spec.seed_list, "threads": exp.threads, "missing": missing, "seeds_vary": what_seeds_vary(exp, cells),
         "selection": exp.chosen() if exp.spec.select else None,
         "verdicts": {suite: verdict_lines(c) for suite, c in tests.items()},
         "comparisons": {suite: _statistics(comparison_dict(c)) for suite, c in tests.items()},
@@ -183,7 +210,7 @@ def write_report(exp: Experiment) -> dict[str, Any]:
     }  # fmt: skip
     md = [f"# Experiment {exp.spec.name}", "", f"`{exp.path}`: arms {', '.join(exp.spec.arms)} (baseline "
           f"{exp.spec.baseline}), {len(exp.spec.seed_list)} seeds per arm ({', '.join(map(str, exp.spec.seed_list))}), "
-          f"{exp.threads} CPU threads per cell.", ""]  # fmt: skip
+          f"{exp.threads} CPU threads per cell. {what_seeds_vary(exp, cells)}".rstrip(), ""]  # fmt: skip
     if missing:
         md += [f"**Incomplete**: {len(missing)} cell(s) missing: {', '.join(missing)}. The numbers below use the "
                "completed cells only.", ""]  # fmt: skip
@@ -330,6 +357,8 @@ def _summary_lines(folder: Path, summary: dict[str, Any]) -> list[str]:
     """One experiment in the page's summary: its size, its verdicts, its confirmation, its cost per run."""
     seeds = len(summary["seeds"])
     md = [f"**{summary['experiment']}** (`{summary['file']}`, {seeds} seeds per arm; report below):", ""]
+    if summary.get("seeds_vary"):
+        md += [f"- {summary['seeds_vary']}"]
     if summary["missing"]:
         md += [f"- **incomplete**: {len(summary['missing'])} cell(s) missing; the numbers use the completed cells"]
     for suite, lines in summary["verdicts"].items():

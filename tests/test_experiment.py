@@ -378,3 +378,37 @@ def test_a_moved_checkout_rebuilds_the_report_from_the_committed_cells(finished,
     assert statistics(moved / out.name) == statistics(out)
     plan = json.loads((moved / out.name / "summary.json").read_text())["plan"]
     assert plan["plan_hash_now"] == plan["plan_hash"]  # the same plan, hashed in another folder
+
+
+def test_vary_sample_gives_each_seed_its_own_training_sample_and_says_so(tmp_path):
+    """``vary_sample: true``: each cell's sources draw with the cell's seed (in its config, so in the plan); by
+    default every seed trains on the same rows. The report says which."""
+    reports = {}
+    for vary in (False, True):
+        folder = tmp_path / f"vary-{vary}"
+        path = write_experiment(folder, seeds=2, vary_sample=vary, set={"data.train.*.sample": 40})
+        out = folder / "out"
+        bidir("experiment", path, "--output-dir", out, check=True)
+        sources = {
+            cell: json.loads((out / "runs" / cell / "meta.json").read_text())["data"]["sources"][0]
+            for cell in ("mnrl-seed1", "mnrl-seed2", "mnbrl-seed1")
+        }
+        assert {s["sample"]["rows"] for s in sources.values()} == {40}
+        seeds = {cell: s["sample"]["seed"] for cell, s in sources.items()}
+        assert seeds == ({"mnrl-seed1": 1, "mnrl-seed2": 2, "mnbrl-seed1": 1} if vary else dict.fromkeys(seeds, 0))
+        hashes = {cell: s["hash"] for cell, s in sources.items()}
+        assert (hashes["mnrl-seed1"] != hashes["mnrl-seed2"]) is vary  # other rows, or the same
+        assert hashes["mnrl-seed1"] == hashes["mnbrl-seed1"]  # the arms of a seed share its sample
+        reports[vary] = (out / "report.md").read_text()
+    assert "the training sample (each seed draws its own 40 rows a source)" in reports[True]
+    assert (
+        "fixed across seeds: the training sample (every run trains on the same 40 pairs, sample seed 0)"
+        in reports[False]
+    )
+
+    unsampled = write_experiment(tmp_path / "unsampled", vary_sample=True)
+    refused = bidir("experiment", unsampled, "--plan")
+    assert (
+        refused.returncode == 2
+        and "vary_sample: no training source of cell mnbrl-seed1 draws a sample" in refused.stderr
+    )
