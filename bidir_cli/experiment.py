@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from . import executors
+from .cell_identity import describe_changes, portable
 from .config import Config, load_config
 from .errors import InputError
 from .executors import BIDIR, Executor
 from .experiment_file import ExperimentConfig, load_experiment
 from .io import atomic_write_json, log
 from .results import DEFAULT_SETTINGS, EvalResult
-from .runs import RunDir, checkout_root, code_version, cpu_mismatch, differences, git_commit, now
+from .runs import RunDir, checkout_root, code_version, cpu_mismatch, differences, git_commit, now, require_versions
 
 PLAN_HASH_VERSION = 2  # plan.json and confirmation.json record it: hashes of different versions are not compared
 
@@ -186,15 +187,12 @@ class Experiment:
                 raise InputError(f"{run.path}: exists but is not a bidir run; the experiment will not touch it")
             return "new"
         here, theirs = (
-            _portable(cell.config.model_dump(mode="json"), self.root),
-            _portable(meta.config, self._root_of(meta)),
+            portable(cell.config.model_dump(mode="json"), self.root),
+            portable(meta.config, self._root_of(meta)),
         )
         if meta.config and theirs != here:
-            changed = sorted(k for k, v in here.items() if theirs.get(k) != v)
-            raise InputError(
-                f"{run.path}: cell {cell.name} was run with another config (it differs in {', '.join(changed)}); "
-                "the experiment never reuses or replaces it: restore the experiment file or use another --output-dir"
-            )
+            changes = describe_changes(theirs, here, self.spec.fallbacks, self.path.name)
+            raise InputError(f"{run.path}: cell {cell.name} was run with another config: {changes}")
         if meta.threads is not None and cell.kind != "base" and meta.threads != self.threads:
             raise InputError(
                 f"{run.path}: cell {cell.name} ran with {meta.threads} threads, this experiment uses {self.threads}; "
@@ -327,7 +325,7 @@ class Experiment:
 
     def run_base(self) -> None:
         """Save the base config's model as it is before its first step, then evaluate it like any cell."""
-        from .runs import RunMeta, start_run, versions
+        from .runs import RunMeta, installed_packages, start_run, versions
 
         cell = next(c for c in self.test_cells() if c.kind == "base")
         run = self.run_dir(cell)
@@ -340,6 +338,7 @@ class Experiment:
         cfg = cell.config
         model = self.base_model(cell)
         meta = RunMeta(status="starting", name="base", seed=cfg.training.seed, started=now(), versions=versions(),
+                       installed=installed_packages(),
                        git_commit=git_commit(Path(__file__).parent), code=code_version(), config=cfg.model_dump(mode="json"),
                        note="the untrained model of the base config (before its first step)")  # fmt: skip
         start_run(run, meta, overwrite=run.written_by_bidir())
@@ -358,7 +357,7 @@ class Experiment:
         cells = {c.name: c.config.model_dump(mode="json") for c in self.cells()}
         suites = {"evaluate": self.suites, "confirm": self.spec.confirm,
                   "select": self.spec.select.suite if self.spec.select else None}  # fmt: skip
-        plan = _portable({"cells": cells, "suites": suites}, self.root)
+        plan = portable({"cells": cells, "suites": suites}, self.root)
         blob = json.dumps(plan | {"code": code_version()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -393,6 +392,7 @@ class Experiment:
             raise InputError(f"--verify {name}: no such cell (cells: {', '.join(c.name for c in self.cells())})")
         if self.state(cell) != "done":
             raise InputError(f"--verify {name}: the cell is not complete")
+        require_versions(self.run_dir(cell).read_meta(), f"--verify {name}")
         with tempfile.TemporaryDirectory(prefix=f"bidir-verify-{name}-") as tmp:
             again = Path(tmp) / name
             self.run_cell(cell, output=again)
@@ -416,18 +416,6 @@ def in_seed_order(cells: list[Cell]) -> list[Cell]:
     """Cells in the order they run: seed by seed, every arm of a seed before the next seed (stable otherwise), so
     that an experiment stopped early has as many runs of each arm as it can and its partial report stays balanced."""
     return sorted(cells, key=lambda c: c.seed)
-
-
-def _portable(value: Any, root: Path) -> Any:
-    """A config with every absolute path beside or inside the checkout ``root`` written relative to it, so that
-    the same cell run in another checkout (another folder, another virtual environment) has the same identity."""
-    if isinstance(value, dict):
-        return {k: _portable(v, root) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_portable(v, root) for v in value]
-    if isinstance(value, str) and value.startswith("/") and Path(value).is_relative_to(root.parent):
-        return os.path.relpath(value, root)
-    return value
 
 
 def _meta(run: RunDir):

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .config import format_errors, read_yaml
 from .errors import InputError
@@ -86,6 +86,13 @@ class ExperimentConfig(Section):
     target_diff: float = Field(0.01, gt=0)
     """The difference the report's power line is about (runs per arm needed to detect it)."""
 
+    _fallbacks: list[str] = PrivateAttr(default_factory=list)
+    """``${NAME:-default}`` references that used their default (NAME unset), as the file wrote them."""
+
+    @property
+    def fallbacks(self) -> list[str]:
+        return self._fallbacks
+
     @field_validator("arms")
     @classmethod
     def _arm_names(cls, arms: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -116,21 +123,24 @@ class ExperimentConfig(Section):
         return list(range(1, self.seeds + 1)) if isinstance(self.seeds, int) else list(self.seeds)
 
 
-def expand_variables(value: Any, where: str) -> Any:
-    """``${NAME}`` in strings replaced by the environment variable's value (nested lists and dicts too)."""
+def expand_variables(value: Any, where: str, fallbacks: list[str] | None = None) -> Any:
+    """``${NAME}`` in strings replaced by the environment variable's value (nested lists and dicts too); each
+    ``${NAME:-default}`` that used its default is appended to ``fallbacks``."""
     if isinstance(value, str):
 
         def lookup(match: re.Match) -> str:
             name, default = match.group(1), match.group(3)
             if name not in os.environ and default is None:
                 raise InputError(f"{where}: environment variable {name} is not set")
+            if name not in os.environ and fallbacks is not None:
+                fallbacks.append(f"{match.group(0)} at {where} used its default ({name} is not set)")
             return os.environ.get(name, default)
 
         return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}", lookup, value)
     if isinstance(value, dict):
-        return {k: expand_variables(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: expand_variables(v, f"{where}.{k}", fallbacks) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_variables(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [expand_variables(v, f"{where}[{i}]", fallbacks) for i, v in enumerate(value)]
     return value
 
 
@@ -141,13 +151,15 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
         InputError: every problem at once, each with its field.
     """
     path = Path(path)
-    data = expand_variables(read_yaml(path), path.name)
+    fallbacks: list[str] = []
+    data = expand_variables(read_yaml(path), path.name, fallbacks)
     try:
         exp = ExperimentConfig.model_validate(data)
     except ValidationError as e:
         problems = format_errors(e, ExperimentConfig)
         raise InputError(f"{path}: {problems[0]}" if len(problems) == 1 else f"{path}: {len(problems)} problems",
                          problems=problems if len(problems) > 1 else None) from None  # fmt: skip
+    exp._fallbacks = fallbacks
     folder = path.resolve().parent
 
     def local(spec: str) -> str:

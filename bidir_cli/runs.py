@@ -97,6 +97,45 @@ def versions(packages: tuple[str, ...] = RUN_PACKAGES) -> dict[str, str]:
     return out
 
 
+# The command that installs the pinned set (scripts/constraints.txt, the committed experiments' versions).
+INSTALL_PINNED = "python -m pip install -c scripts/constraints.txt -e '.[dev]'"
+# Packages that change a run's numbers beyond those in versions(): compared where a run recorded them.
+NUMERIC_PACKAGES = ("tokenizers", "numpy", "safetensors", "scipy")
+
+
+def installed_packages() -> dict[str, str]:
+    """Every installed distribution and its version, names normalised (meta.json ``installed``)."""
+    from importlib.metadata import distributions
+
+    found = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in distributions() if d.metadata["Name"]}
+    return dict(sorted(found.items()))
+
+
+def version_mismatches(meta: RunMeta) -> list[str]:
+    """The packages a run recorded at another version than the one installed here (python: its minor version)."""
+    here = versions() | {k: v for k, v in installed_packages().items() if k in NUMERIC_PACKAGES}
+    recorded = meta.versions | {k: v for k, v in (meta.installed or {}).items() if k in NUMERIC_PACKAGES}
+    found = []
+    for package, version in sorted(recorded.items()):
+        if package == "bidir":
+            continue
+        mine = here.get(package, "not installed")
+        same = mine.split(".")[:2] == version.split(".")[:2] if package == "python" else mine == version
+        if not same:
+            found.append(f"{package} {version} (installed: {mine})")
+    return found
+
+
+def require_versions(meta: RunMeta, what: str) -> None:
+    """Refuse (InputError naming each package and the command that installs the pinned set) to redo a run under
+    other package versions than it recorded."""
+    if mismatches := version_mismatches(meta):
+        raise InputError(
+            f"{what}: the run recorded other package versions: {', '.join(mismatches)}; install the pinned set first "
+            f"({INSTALL_PINNED}, from the checkout's root)"
+        )
+
+
 def _git(path: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=path, capture_output=True, text=True, timeout=5, check=True
@@ -167,6 +206,7 @@ class RunMeta:
     resumed: list[str] = field(default_factory=list)
     resumed_from: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    installed: dict[str, str] | None = None  # installed_packages(); absent from runs before 2026-12-06
     git_commit: str | None = None
     code: str | None = None  # code_version(): bidir's source tree, unmoved by results or docs commits
     device: str | None = None

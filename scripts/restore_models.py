@@ -49,12 +49,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from bidir_cli import runs
 from bidir_cli.errors import InputError
 from bidir_cli.experiment import Cell, Experiment, set_arguments
 from bidir_cli.io import atomic_write_json
 from bidir_cli.models import fingerprint_folder
 from bidir_cli.results import EvalResult
-from bidir_cli.runs import RunDir, _log, cpu_mismatch, differences, versions  # _log: the log as --verify reads it
+from bidir_cli.runs import INSTALL_PINNED, RunDir, _log, cpu_mismatch, differences  # _log: the log as --verify reads it
 
 
 def recorded_fingerprint(run: RunDir) -> str:
@@ -70,13 +71,11 @@ def version_mismatches(exp: Experiment, cells: list[Cell]) -> list[str]:
     """Packages whose installed version differs from the one a cell recorded: a model saved by another version
     need not be byte-identical (config.json records the transformers version), so nothing is rebuilt then. And the
     CPU kernels, for cells that recorded them."""
-    here = versions()
     found = {}
     for cell in cells:
         meta = exp.run_dir(cell).read_meta()
-        for package, recorded in meta.versions.items():
-            if here.get(package, recorded) != recorded:
-                found[package] = f"{package} {recorded} (installed: {here[package]}; cell {cell.name})"
+        for mismatch in runs.version_mismatches(meta):
+            found[mismatch.split()[0]] = f"{mismatch}; cell {cell.name}"
         if meta.cpu and (problem := cpu_mismatch(meta.cpu)):
             found["cpu"] = f"{problem} (cell {cell.name})"
     return sorted(found.values())
@@ -250,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         if incomplete:
             raise InputError(f"{args.file}: cells not complete: {', '.join(incomplete)} (run the experiment first)")
         if mismatches := version_mismatches(exp, cells):
-            raise InputError(f"the cells ran other versions or CPU kernels; match them first: {', '.join(mismatches)}")
+            raise InputError(
+                f"the cells ran other versions or CPU kernels; match them first ({INSTALL_PINNED} installs the "
+                f"pinned versions): {', '.join(mismatches)}"
+            )
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

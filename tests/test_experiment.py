@@ -9,6 +9,7 @@ so also shows that both executors give the same numbers.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -134,13 +135,25 @@ def test_the_plans_commands_run_by_hand_then_report_only_give_the_same_report(fi
     assert statistics(out) == statistics(reference)
 
 
-def test_a_changed_cell_config_is_refused(finished, tmp_path):
+def test_a_changed_cell_config_is_refused_naming_the_field_both_values_and_a_defaulted_variable(
+    finished, tmp_path, monkeypatch
+):
     path, out = finished
-    changed = write_experiment(tmp_path, set={"training.learning_rate": 0.01})
+    learning_rate = yaml.safe_load((path.parent / "config.yaml").read_text())["training"]["learning_rate"]
+    monkeypatch.delenv("BIDIR_TEST_LR", raising=False)
+    changed = write_experiment(tmp_path, set={"training.learning_rate": "${BIDIR_TEST_LR:-0.01}"})
     before = {p: p.read_bytes() for p in (out / "runs").rglob("meta.json")}
     result = bidir("experiment", changed, "--output-dir", out)
-    assert result.returncode == 2 and "was run with another config" in result.stderr and "training" in result.stderr
+    assert result.returncode == 2 and "was run with another config" in result.stderr
+    assert f"training.learning_rate: this experiment 0.01, the cell ran {learning_rate}" in result.stderr
+    assert (
+        "(in tiny.experiment.yaml: ${BIDIR_TEST_LR:-0.01} at tiny.experiment.yaml.set.training.learning_rate used its "
+        "default (BIDIR_TEST_LR is not set))" in result.stderr
+    )
     assert {p: p.read_bytes() for p in (out / "runs").rglob("meta.json")} == before
+    # With the variable set to the cell's value, nothing differs and nothing runs.
+    monkeypatch.setenv("BIDIR_TEST_LR", str(learning_rate))
+    assert bidir("experiment", changed, "--output-dir", out, "--plan", check=True).stdout.startswith("# nothing to run")
 
 
 def test_report_only_lists_what_is_missing(finished, tmp_path):
@@ -234,6 +247,17 @@ def test_verify_reproduces_an_unchanged_cell_and_fails_on_an_altered_result(fini
     bad = bidir("experiment", path, "--output-dir", out, "--verify", "mnbrl-seed1")
     assert bad.returncode == 1 and "did not reproduce" in bad.stderr and "ndcg@10" in bad.stderr
     assert "CPU capability" not in bad.stderr  # the cell ran on this CPU: nothing to pin
+
+    # A cell that recorded other package versions: refused before retraining, naming the package and the command
+    # that installs the pinned set.
+    meta_path = out / "runs" / "mnbrl-seed1" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(meta | {"versions": meta["versions"] | {"transformers": "0.0.1"}}))
+    older = bidir("experiment", path, "--output-dir", out, "--verify", "mnbrl-seed1")
+    installed = importlib.metadata.version("transformers")
+    assert older.returncode == 2 and f"transformers 0.0.1 (installed: {installed})" in older.stderr
+    assert "python -m pip install -c scripts/constraints.txt -e '.[dev]'" in older.stderr
+    meta_path.write_text(json.dumps(meta))
 
     # A cell that ran on another CPU kind: the failure says what to pin.
     meta_path = out / "runs" / "mnbrl-seed1" / "meta.json"

@@ -208,3 +208,22 @@ def test_restore_models_tolerance_is_the_largest_relative_difference_of_two_trai
     assert script.log_relative_difference(a, shorter) is None
     other_step = run("d", [committed[0] | {"note": "x"}, committed[1]])
     assert script.log_relative_difference(run("e", [committed[0] | {"note": "y"}, committed[1]]), other_step) is None
+
+
+def test_the_lock_pins_every_version_the_committed_experiments_recorded():
+    """scripts/constraints.txt against every committed cell's meta.json, both read here as raw text and JSON: the
+    packages the cells recorded are pinned at their versions (so --verify in a fresh clone runs them)."""
+    pins = {}
+    for line in (ROOT / "scripts" / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower().replace("_", "-")] = version
+    recorded = {}
+    metas = sorted((ROOT / "docs" / "experiments").glob("*/runs/*/meta.json"))
+    assert len(metas) > 40
+    for meta in metas:
+        for package, version in json.loads(meta.read_text())["versions"].items():
+            recorded.setdefault(package, set()).add(version)
+    recorded.pop("bidir"), recorded.pop("python")
+    assert {p: sorted(v) for p, v in recorded.items()} == {p: [pins[p]] for p in recorded}
+    assert load_script("lock_env").main(["--check"]) == 0

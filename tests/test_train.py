@@ -45,6 +45,10 @@ def test_meta_json_records_what_ran(tmp_path, monkeypatch):
     assert meta["status"] == "completed"
     assert meta["seed"] == 42 and meta["argv"] == ["bidir", "train", str(config), "--output-dir", str(out)]
     assert {"bidir", "sentence-transformers", "transformers", "torch", "python"} <= set(meta["versions"])
+    # The whole installed set, read independently here.
+    from importlib.metadata import distributions
+
+    assert meta["installed"] == {d.metadata["Name"].lower().replace("_", "-"): d.version for d in distributions()}
     assert meta["device"] == "cpu"
     assert meta["loss"] == {
         "name": "mnbrl", "scale": 25.0, "similarity": "cosine", "gather_across_devices": False,
