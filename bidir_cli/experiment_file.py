@@ -79,6 +79,9 @@ class ExperimentConfig(Section):
     """CPU threads per cell (default: cores / --jobs, then whatever the experiment's cells already used)."""
     keep_checkpoints: bool = True
     """Keep each cell's checkpoints/ after it completes (they are needed only to resume an unfinished cell)."""
+    limitations: list[str] = Field(default_factory=list)
+    """What the design cannot show, written with the plan (one sentence each): printed first in the report's
+    verdict and on the results page, before any figure."""
     vary_sample: bool = False
     """Let each seed draw its own training sample: every source that samples (``data.train.N.sample``) gets the
     cell's training seed as its ``sample_seed``. By default every seed trains on the same sample, so the seeds vary

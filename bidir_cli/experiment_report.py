@@ -95,12 +95,17 @@ def selection_table(exp: Experiment) -> list[str]:
     who = f"on the baseline arm, {exp.spec.baseline}, for every arm" if select.shared else "per arm"
     lines = [f"Chosen {who} on `{Path(select.suite).name}` (seed {select.seed}, {select.metric}, mean over datasets):",
              "", "| arm | " + " | ".join(select.grid) + f" | {select.metric} | chosen |", "|---|" + "---|" * (len(select.grid) + 2)]  # fmt: skip
-    for cell in exp.selection_cells():
-        result = exp.result(cell, select.suite)
-        score = f"{result.mean[select.metric]:.4f}" if result else "pending"
+    cells = exp.selection_cells()
+    scores = {c.name: r.mean[select.metric] for c in cells if (r := exp.result(c, select.suite))}
+    for cell in cells:
+        score = f"{scores[cell.name]:.4f}" if cell.name in scores else "pending"
         picked = chosen.get(cell.arm) == {k: cell.overrides[k] for k in select.grid}
         edge = [k for k in select.grid if picked and cell.overrides[k] in (select.grid[k][0], select.grid[k][-1])]
-        flag = " (edge of the grid: " + ", ".join(edge) + ")" if edge and len(select.grid[edge[0]]) > 1 else ""
+        notes = ["edge of the grid: " + ", ".join(edge)] if edge and len(select.grid[edge[0]]) > 1 else []
+        others = [scores[c.name] for c in cells if c.arm == cell.arm and c.name != cell.name and c.name in scores]
+        if picked and cell.name in scores and others:  # one run per setting: how far from the next best
+            notes.append(f"{scores[cell.name] - max(others):+.4f} over the next best, one run each")
+        flag = f" ({'; '.join(notes)})" if notes else ""
         values = " | ".join(str(cell.overrides[k]) for k in select.grid)
         lines.append(f"| {cell.arm} | {values} | {score} | {'yes' + flag if picked else ''} |")
     base = next((c for c in exp.test_cells() if c.kind == "base"), None)
@@ -203,6 +208,7 @@ def write_report(exp: Experiment) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "experiment": exp.spec.name, "file": str(exp.path), "baseline": exp.spec.baseline, "arms": list(exp.spec.arms),
         "seeds": exp.spec.seed_list, "threads": exp.threads, "missing": missing, "seeds_vary": what_seeds_vary(exp, cells),
+        "limitations": exp.spec.limitations,
         "selection": exp.chosen() if exp.spec.select else None,
         "verdicts": {suite: verdict_lines(c) for suite, c in tests.items()},
         "comparisons": {suite: _statistics(comparison_dict(c)) for suite, c in tests.items()},
@@ -215,6 +221,8 @@ def write_report(exp: Experiment) -> dict[str, Any]:
         md += [f"**Incomplete**: {len(missing)} cell(s) missing: {', '.join(missing)}. The numbers below use the "
                "completed cells only.", ""]  # fmt: skip
     md += ["## Verdict", ""]
+    if exp.spec.limitations:
+        md += ["**Read first: what this design cannot show**", "", *(f"- {x}" for x in exp.spec.limitations), ""]
     for suite, comparison in tests.items():
         md += [f"On `{suite}`:", "", *(f"- {line}" for line in verdict_lines(comparison)), ""]
     md += selection_table(exp) + ([""] if exp.spec.select else [])
@@ -357,6 +365,7 @@ def _summary_lines(folder: Path, summary: dict[str, Any]) -> list[str]:
     """One experiment in the page's summary: its size, its verdicts, its confirmation, its cost per run."""
     seeds = len(summary["seeds"])
     md = [f"**{summary['experiment']}** (`{summary['file']}`, {seeds} seeds per arm; report below):", ""]
+    md += [f"- **read first**: {x}" for x in summary.get("limitations", [])]
     if summary.get("seeds_vary"):
         md += [f"- {summary['seeds_vary']}"]
     if summary["missing"]:
@@ -377,8 +386,24 @@ def _summary_lines(folder: Path, summary: dict[str, Any]) -> list[str]:
             cost.setdefault(run.name.rsplit("-seed", 1)[0], []).append(meta.wall_time_s)
     if cost:
         md += ["- wall time of `bidir train` per run (mean; meta.json): " + ", ".join(
-            f"{arm} {statistics.mean(v):.0f} s" for arm, v in cost.items())]  # fmt: skip
+            f"{arm} {statistics.mean(v):.0f} s" for arm, v in cost.items()) + _wall_time_tests(cost, summary["baseline"])]  # fmt: skip
     return md + [""]
+
+
+def _wall_time_tests(cost: dict[str, list[float]], baseline: str) -> str:
+    """Each arm's mean wall time minus the baseline's, with Welch's t test: the runs shared a machine with other
+    work, so this is no controlled timing, and a difference is only a difference with its p."""
+    from scipy.stats import ttest_ind
+
+    parts = []
+    for arm, times in cost.items():
+        if arm != baseline and baseline in cost and min(len(times), len(cost[baseline])) >= 2:
+            p = ttest_ind(times, cost[baseline], equal_var=False).pvalue
+            parts.append(f"{arm} - {baseline} {statistics.mean(times) - statistics.mean(cost[baseline]):+.0f} s "
+                         f"(Welch t test p = {p:.2g})")  # fmt: skip
+    if not parts:
+        return ""
+    return "; " + ", ".join(parts) + " (cells ran beside other work on a shared machine: not a controlled timing)"
 
 
 def experiment_command(
