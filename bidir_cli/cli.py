@@ -325,18 +325,19 @@ def results_page(
             "--section", help="A markdown file to include after the summary (repeatable), e.g. a script's output."
         ),
     ] = None,
+    table_into: Annotated[
+        Path | None,
+        typer.Option("--table-into", help="Also put the summary's table into this file, between its table markers."),
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """Assemble several experiments into one page (docs/results.md): a summary, sections, each report."""
 
     def body() -> None:
-        from .experiment_report import results_page as page
-        from .io import atomic_write_text
+        from .results_page import write_results_page
 
-        text = page(folders, title, section or [], page_dir=output.parent if output else None)
-        if output:
-            atomic_write_text(output, text)
-        else:
+        text = write_results_page(folders, title, section or [], output, table_into)
+        if output is None:
             sys.stdout.write(text)
 
     run_command(body, debug)

