@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
+from .compare.render import FORMATS
 from .help_examples import examples
-from .report import FORMATS
 
 app = typer.Typer(
     name="bidir",
@@ -54,8 +54,8 @@ def main(
 
 def run_command(fn: Callable[[], Any], debug: bool = False) -> Any:
     """Run a command body, turning errors into one line on standard error and the exit status."""
+    from .console import quiet_progress_bars
     from .errors import InputError
-    from .io import quiet_progress_bars
 
     _state["debug"] = _state["debug"] or debug
     quiet_progress_bars()
@@ -96,16 +96,19 @@ def train(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate, print the resolved config and dataset sizes; train nothing.")
     ] = False,
+    untrained: Annotated[
+        bool,
+        typer.Option("--untrained", help="Save the model as built, before its first step; train and evaluate nothing."),
+    ] = False,
     debug: Debug = False,
 ) -> None:
     """Train a model from a YAML config into a run directory."""
 
     def body() -> None:
-        from .train import train_command
+        from .train.recipe import train_command
 
-        train_command(
-            config, overrides=set_ or [], output_dir=output_dir, resume=resume, overwrite=overwrite, dry_run=dry_run
-        )
+        train_command(config, overrides=set_ or [], output_dir=output_dir, resume=resume, overwrite=overwrite,
+                      dry_run=dry_run, untrained=untrained)  # fmt: skip
 
     run_command(body, debug)
 
@@ -177,28 +180,14 @@ def eval_(
     """Evaluate a model on NanoBEIR or any BEIR-format suite (nDCG@10 and more, per query)."""
 
     def body() -> None:
-        from .evaluate import eval_command
+        from .eval.command import eval_command
 
-        eval_command(
-            model,
-            suite=suite,
-            datasets=datasets,
-            batch_size=batch_size,
-            truncate_dim=truncate_dim,
-            output=output,
-            backend=backend,
-            precision=precision,
-            cache_dir=cache_dir,
-            use_cache=not no_cache,
-            graded=graded,
-            query_prompt=query_prompt,
-            document_prompt=document_prompt,
-            max_seq_length=max_seq_length,
-            trust_remote_code=trust_remote_code,
-            device=device,
-            model_backend=model_backend,
-            run_file=run_file,
-        )
+        eval_command(model, suite=suite, datasets=datasets, batch_size=batch_size, truncate_dim=truncate_dim,
+                     output=output, backend=backend, precision=precision, cache_dir=cache_dir,
+                     use_cache=not no_cache, graded=graded, query_prompt=query_prompt,
+                     document_prompt=document_prompt, max_seq_length=max_seq_length,
+                     trust_remote_code=trust_remote_code, device=device, model_backend=model_backend,
+                     run_file=run_file)  # fmt: skip
 
     run_command(body, debug)
 
@@ -252,28 +241,18 @@ def compare(
     """
 
     def body() -> None:
-        from .compare import compare_command
+        from .compare.command import compare_command
 
-        compare_command(
-            inputs or [],
-            groups=group or [],
-            baseline=baseline,
-            metric=metric,
-            fmt=format_,
-            plot=plot,
-            suite=suite,
-            permutations=permutations,
-            seed=seed,
-            # Other prompts or lengths are read by naming their results file (eval/<suite>--len128.json).
-            settings={
-                "truncate_dim": truncate_dim,
-                "precision": precision,
-                "backend": backend,
-                "model_backend": model_backend,
-            },  # fmt: skip
-            mixed_settings=mixed_settings,
-            target_diff=target_diff,
-        )
+        # Other prompts or lengths are read by naming their results file (eval/<suite>--len128.json).
+        settings = {
+            "truncate_dim": truncate_dim,
+            "precision": precision,
+            "backend": backend,
+            "model_backend": model_backend,
+        }
+        compare_command(inputs or [], groups=group or [], baseline=baseline, metric=metric, fmt=format_, plot=plot,
+                        suite=suite, permutations=permutations, seed=seed, settings=settings,
+                        mixed_settings=mixed_settings, target_diff=target_diff)  # fmt: skip
 
     run_command(body, debug)
 
@@ -297,16 +276,29 @@ def experiment(
     verify: Annotated[
         str | None, typer.Option("--verify", help="Retrain this cell in a temporary folder and compare exactly.")
     ] = None,
-    cell: Annotated[str | None, typer.Option("--cell", help="Run one cell (base: the untrained model).")] = None,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Rebuild the models of complete cells (not committed) exactly.")
+    ] = False,
+    rtol: Annotated[
+        float, typer.Option("--rtol", help="--rebuild: accept a train log within this relative difference.")
+    ] = 0.0,
+    scratch: Annotated[Path | None, typer.Option("--scratch", help="--rebuild: keep rebuilt runs here.")] = None,
+    evidence: Annotated[
+        bool, typer.Option("--evidence", help="List the results-only files of complete cells and the report.")
+    ] = False,
+    cell: Annotated[
+        list[str] | None, typer.Option("--cell", help="Only this cell (repeatable): run or --rebuild it.")
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """Run an experiment: arms x seeds, each cell an ordinary run, then a report with the verdict."""
 
     def body() -> None:
-        from .experiment_report import experiment_command
+        from .experiment.command import ExperimentOptions, experiment_command
 
-        experiment_command(file, output_dir=output_dir, jobs=jobs, plan=plan, report_only=report_only,
-                           confirm=confirm, verify=verify, cell=cell)  # fmt: skip
+        options = ExperimentOptions(jobs=jobs, plan=plan, report_only=report_only, confirm=confirm, verify=verify,
+                                    rebuild=rebuild, rtol=rtol, scratch=scratch, evidence=evidence, cells=cell or [])  # fmt: skip
+        experiment_command(file, output_dir, options)
 
     run_command(body, debug)
 
@@ -334,7 +326,7 @@ def results_page(
     """Assemble several experiments into one page (docs/results.md): a summary, sections, each report."""
 
     def body() -> None:
-        from .results_page import write_results_page
+        from .experiment.page import write_results_page
 
         text = write_results_page(folders, title, section or [], output, table_into)
         if output is None:
@@ -396,34 +388,15 @@ def mine(
     """Mine hard negatives for (anchor, positive) pairs with sentence-transformers' miner, for bidir train."""
 
     def body() -> None:
-        from .mine import MineOptions, mine_command
+        from .data.mining import MineOptions, mine_command
 
-        options = MineOptions(
-            num_negatives=num_negatives,
-            range_min=range_min,
-            range_max=range_max,
-            absolute_margin=absolute_margin,
-            relative_margin=relative_margin,
-            max_score=max_score,
-            min_score=min_score,
-            sampling_strategy=sampling,
-            seed=seed,
-            batch_size=batch_size,
-            search_batch_size=search_batch_size,
-            output_format=format_,
-            output_scores=scores,
-        )
-        mine_command(
-            data,
-            model=model,
-            output=output,
-            options=options,
-            corpus=corpus,
-            corpus_column=corpus_column,
-            anchor_column=anchor_column,
-            positive_column=positive_column,
-            overwrite=overwrite,
-        )
+        options = MineOptions(num_negatives=num_negatives, range_min=range_min, range_max=range_max,
+                              absolute_margin=absolute_margin, relative_margin=relative_margin,
+                              max_score=max_score, min_score=min_score, sampling_strategy=sampling, seed=seed,
+                              batch_size=batch_size, search_batch_size=search_batch_size, output_format=format_,
+                              output_scores=scores)  # fmt: skip
+        mine_command(data, model=model, output=output, options=options, corpus=corpus, corpus_column=corpus_column,
+                     anchor_column=anchor_column, positive_column=positive_column, overwrite=overwrite)  # fmt: skip
 
     run_command(body, debug)
 

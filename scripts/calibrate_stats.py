@@ -4,7 +4,7 @@
 
 Simulates comparisons of two configurations on six datasets of 30-300 queries with nDCG@10-like
 per-query scores (in [0, 1], discrete, many ties and zeros) and passes the in-memory scores to
-bidir_cli.compare.column_differences, the function `bidir compare` computes a column's rows with
+bidir_cli.compare.build.column_differences, the function `bidir compare` computes a column's rows with
 (tests, intervals, power lines, Holm's correction). Prints one markdown table, a line per variance
 structure and design; each cell reads dataset rows (all six together) / the 30-query dataset / the
 mean row:
@@ -44,9 +44,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
-from bidir_cli.compare import column_differences
-from bidir_cli.comparison import ALPHA, MEAN, POWER
-from bidir_cli.stats import sign_flip_test
+from bidir_cli.compare.build import column_differences
+from bidir_cli.compare.comparison import ALPHA, MEAN, POWER
+from bidir_cli.compare.stats import sign_flip_test
 
 DATASET_QUERIES = (30, 50, 100, 150, 200, 300)
 DATASET_MEANS = (-0.3, 0.2, -0.1, 0.3, 0.0, -0.2)  # each dataset's mean latent ability (its difficulty)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 def recorded_versions() -> dict[str, str]:
     """package -> the version every committed cell recorded (meta.json, read through RunMeta)."""
-    from bidir_cli.runs import RunDir
+    from bidir_cli.runs.rundir import RunDir
 
     found: dict[str, set[str]] = {}
     for meta_file in sorted((ROOT / "docs" / "experiments").glob("*/runs/*/meta.json")):

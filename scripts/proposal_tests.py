@@ -27,8 +27,8 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bidir_cli.results import EvalResult  # noqa: E402
-from bidir_cli.stats.sign_flip import sign_flip_test  # noqa: E402
+from bidir_cli.compare.stats.sign_flip import sign_flip_test  # noqa: E402
+from bidir_cli.runs.results import EvalResult  # noqa: E402
 
 SECTION = "## The proposal's result"
 

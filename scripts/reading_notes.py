@@ -29,12 +29,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bidir_cli.comparison import MEAN, Column  # noqa: E402
-from bidir_cli.experiment import Cell, Experiment  # noqa: E402
-from bidir_cli.metrics import PRIMARY_METRIC  # noqa: E402
-from bidir_cli.results import DEFAULT_SETTINGS, EvalResult  # noqa: E402
-from bidir_cli.stats import holm  # noqa: E402
-from bidir_cli.suites import resolve_suite  # noqa: E402
+from bidir_cli.compare.comparison import MEAN, Column  # noqa: E402
+from bidir_cli.compare.stats import holm  # noqa: E402
+from bidir_cli.eval.metrics import PRIMARY_METRIC  # noqa: E402
+from bidir_cli.eval.suites import resolve_suite  # noqa: E402
+from bidir_cli.experiment.cells import Cell, Experiment  # noqa: E402
+from bidir_cli.runs.results import EvalResult  # noqa: E402
+from bidir_cli.runs.settings import DEFAULT_SETTINGS  # noqa: E402
 
 
 def per_query(result: EvalResult) -> dict[str, np.ndarray]:
@@ -82,7 +83,7 @@ def movement_rows(exp: Experiment, suite: str) -> list[str]:
 
 
 def against_base_rows(exp: Experiment, suite: str) -> list[str]:
-    from bidir_cli.compare import build_comparison, load_source
+    from bidir_cli.compare.build import build_comparison, load_source
 
     name = resolve_suite(suite).name
     cells: dict[str, list[Cell]] = {}

@@ -17,10 +17,10 @@ import pytest
 from typer.testing import CliRunner
 
 from bidir_cli.cli import app
-from bidir_cli.compare import compare_command
-from bidir_cli.comparison import MEAN
+from bidir_cli.compare.command import compare_command
+from bidir_cli.compare.comparison import MEAN
 from bidir_cli.errors import InputError
-from bidir_cli.results import DatasetResult, EvalResult
+from bidir_cli.runs.results import DatasetResult, EvalResult
 
 ROOT = Path(__file__).resolve().parents[1]
 METRIC = "ndcg@10"

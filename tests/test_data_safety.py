@@ -14,10 +14,11 @@ from helpers import bidir_eval, make_collection, run_train, tiny_config, write_b
 from typer.testing import CliRunner
 
 from bidir_cli.cli import app
-from bidir_cli.comparison import Column, Source
-from bidir_cli.meta_rows import meta_rows
-from bidir_cli.results import EvalResult
-from bidir_cli.runs import RunDir, RunMeta
+from bidir_cli.compare.comparison import Column, Source
+from bidir_cli.compare.meta_rows import meta_rows
+from bidir_cli.runs.meta import RunMeta
+from bidir_cli.runs.results import EvalResult
+from bidir_cli.runs.rundir import RunDir
 
 
 def compare(*args) -> object:
@@ -48,7 +49,7 @@ def test_overwrite_refuses_a_folder_that_is_not_a_bidir_run(tmp_path):
 
 
 def test_meta_json_is_the_first_file_so_a_run_that_failed_at_start_can_be_overwritten(tmp_path, monkeypatch):
-    from bidir_cli import train
+    from bidir_cli.train import recipe
 
     config = tiny_config(tmp_path)
     out = tmp_path / "run"
@@ -56,7 +57,7 @@ def test_meta_json_is_the_first_file_so_a_run_that_failed_at_start_can_be_overwr
     def fail(*args, **kwargs):
         raise RuntimeError("the trainer could not start")
 
-    monkeypatch.setattr(train, "make_trainer", fail)
+    monkeypatch.setattr(recipe, "make_trainer", fail)
     assert run_train(str(config), "--output-dir", str(out)).exit_code == 1
     meta = RunDir(out).read_meta()
     assert meta.format == "bidir.run/1" and meta.status == "starting"
@@ -132,7 +133,7 @@ def test_each_setting_that_changes_the_numbers_gets_its_own_file_and_compare_nam
     assert merged.settings["trust_remote_code"] is True
 
     # compare reads the default file of a run, and refuses to pair other settings, naming them.
-    from bidir_cli.compare import load_source
+    from bidir_cli.compare.build import load_source
 
     assert load_source(run_with_model, None).path.name == "mini.json"
     refused = compare(eval_dir / "mini.json", eval_dir / "mini--len8.json")
@@ -326,7 +327,7 @@ def test_a_results_file_name_tells_every_setting_apart_and_defaults_leave_the_ba
     setting that differs from its default."""
     import itertools
 
-    from bidir_cli.results import DEFAULT_SETTINGS, prompt_key, results_stem
+    from bidir_cli.runs.settings import DEFAULT_SETTINGS, prompt_key, results_stem
 
     grid = {
         "truncate_dim": [None, 64, 128],

@@ -15,8 +15,8 @@ from helpers import bidir_eval, make_collection, random_sentence, write_beir, wr
 from typer.testing import CliRunner
 
 from bidir_cli.cli import app
-from bidir_cli.metrics import METRIC_NAMES, METRICS
-from bidir_cli.results import EvalResult
+from bidir_cli.eval.metrics import METRIC_NAMES, METRICS
+from bidir_cli.runs.results import EvalResult
 
 runner = CliRunner()
 # The metrics of sentence-transformers' InformationRetrievalEvaluator (binary relevance): all but the graded ones.
@@ -137,7 +137,7 @@ def test_a_document_whose_id_equals_a_query_id_is_retrieved(tmp_path, tiny_bert,
 def test_search_breaks_ties_by_document_id_across_chunks(monkeypatch):
     import torch
 
-    from bidir_cli import search
+    from bidir_cli.eval import search
 
     gen = torch.Generator().manual_seed(0)
     corpus = torch.randint(0, 3, (57, 4), generator=gen).float()  # few distinct dot products: many ties
@@ -151,7 +151,7 @@ def test_search_breaks_ties_by_document_id_across_chunks(monkeypatch):
 
 
 def test_metrics_of_one_ranking_by_hand():
-    from bidir_cli.metrics import query_metrics
+    from bidir_cli.eval.metrics import query_metrics
 
     ranking = ["n1", "r1", "n2", "r2"] + [f"n{i}" for i in range(3, 99)] + ["r3"]  # r3 at rank 101: not counted
     m = query_metrics(ranking, {"r1", "r2", "r3"})
@@ -410,7 +410,7 @@ def trec_ndcg_at_10(qrels: dict[str, dict[str, int]], rankings: dict[str, list[s
 
 
 def test_graded_ndcg_of_random_rankings_equals_trec_eval():
-    from bidir_cli.metrics import query_metrics
+    from bidir_cli.eval.metrics import query_metrics
 
     rng = random.Random(11)
     qrels, rankings = {}, {}
@@ -553,9 +553,10 @@ def test_max_seq_length_equals_the_model_truncated_by_hand(tmp_path, tiny_bert, 
 
 
 def test_device_and_trust_remote_code_reach_the_loader_and_the_results(tmp_path, tiny_bert_path, monkeypatch):
-    from bidir_cli import models
 
     seen = {}
+    from bidir_cli.models import load as models
+
     real = models.load_model
 
     def spy(name, **kwargs):
@@ -585,8 +586,8 @@ def test_device_and_trust_remote_code_reach_the_loader_and_the_results(tmp_path,
 
 
 def test_encoding_reports_progress_and_the_query_count_comes_after_the_work(tmp_path, tiny_bert, capsys):
-    from bidir_cli.evaluate import evaluate
-    from bidir_cli.suites import resolve_suite
+    from bidir_cli.eval.command import evaluate
+    from bidir_cli.eval.suites import resolve_suite
 
     folder = write_beir(tmp_path / "tiny", *make_collection(seed=18, docs=90))
     suite = resolve_suite(str(folder))
@@ -674,7 +675,7 @@ def test_openvino_backend_gets_its_precision_hint_its_own_file_and_cache_key(tmp
     OpenVINO's numbers are to torch's is measured by scripts/bench_eval.py --variants."""
     import sentence_transformers
 
-    import bidir_cli.evaluate
+    from bidir_cli.eval import command as eval_command_module
 
     calls = []
     real = sentence_transformers.SentenceTransformer
@@ -685,7 +686,7 @@ def test_openvino_backend_gets_its_precision_hint_its_own_file_and_cache_key(tmp
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(sentence_transformers, "SentenceTransformer", Recording)
-    monkeypatch.setattr(bidir_cli.evaluate, "backend_problem", lambda backend: None)  # as if installed
+    monkeypatch.setattr(eval_command_module, "backend_problem", lambda backend: None)  # as if installed
     run = tmp_path / "runs" / "r"
     shutil.copytree(tiny_bert_path, run / "model")
     (run / "meta.json").write_text(json.dumps({"status": "completed"}))
@@ -719,7 +720,7 @@ def test_openvino_backend_gets_its_precision_hint_its_own_file_and_cache_key(tmp
 
 
 def test_demo_suite_by_name_equals_information_retrieval_evaluator(tmp_path, tiny_bert, tiny_bert_path):
-    from bidir_cli.data import demo_path
+    from bidir_cli.demo import demo_path
 
     folder = demo_path("wordnet-eval")
     corpus = [json.loads(line) for line in open(folder / "corpus.jsonl", encoding="utf-8")]

@@ -2,7 +2,7 @@
 
 One small experiment (2 arms x 2 seeds of a 16-dim StaticEmbedding, 4 steps each) is run once for the module;
 the other tests rerun it in other ways and compare their numbers with it. Cells run in this process
-(:class:`~bidir_cli.executors.InProcessExecutor`: the same commands at the same thread count, without 5-10 s of
+(:class:`~bidir_cli.experiment.executors.InProcessExecutor`: the same commands at the same thread count, without 5-10 s of
 imports per command), except in the one test that drives real processes end to end, kills one and resumes it, and
 so also shows that both executors give the same numbers.
 """
@@ -24,9 +24,9 @@ import pytest
 import yaml
 from helpers import BIDIR, ROOT, bidir, bidir_process, write_experiment, write_tiny_beir
 
-from bidir_cli import executors
 from bidir_cli.cli import invoke
-from bidir_cli.results import EvalResult
+from bidir_cli.experiment import executors
+from bidir_cli.runs.results import EvalResult
 
 
 def statistics(out: Path) -> dict:
@@ -279,7 +279,7 @@ SHIPPED_EXPERIMENTS = sorted((ROOT / "configs" / "experiments").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", SHIPPED_EXPERIMENTS, ids=lambda p: p.name)
 def test_every_shipped_experiment_validates_and_says_how_to_run_it(path, monkeypatch):
-    from bidir_cli.experiment import Experiment
+    from bidir_cli.experiment.cells import Experiment
 
     monkeypatch.delenv("BIDIR_MINILM", raising=False)  # the hub id default must validate too
     text = path.read_text(encoding="utf-8")
@@ -294,7 +294,7 @@ def test_code_version_moves_with_the_package_only(tmp_path):
     identity (the package's git tree) must not, or every cell would look as if it ran other code."""
     import subprocess
 
-    from bidir_cli.runs import code_of_commit, code_version, git_commit
+    from bidir_cli.runs.environment import code_of_commit, code_version, git_commit
 
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
@@ -436,3 +436,101 @@ def test_vary_sample_gives_each_seed_its_own_training_sample_and_says_so(tmp_pat
         refused.returncode == 2
         and "vary_sample: no training source of cell mnbrl-seed1 draws a sample" in refused.stderr
     )
+
+
+def test_rebuild_puts_back_exactly_the_models_the_results_came_from_and_no_other(tmp_path):
+    """A finished experiment whose weights are gone (a fresh checkout: weights are not committed) gets each cell's
+    model back byte for byte, the base cell's included, so that --confirm can run; a cell whose committed train
+    log does not match its retraining gets no model and the command exits 1."""
+
+    path = write_experiment(tmp_path, seeds=1, include_base=True)
+    out = tmp_path / "out"
+    bidir("experiment", path, "--output-dir", out, "--jobs", 2, check=True)
+    runs = sorted((out / "runs").iterdir())
+    assert [r.name for r in runs] == ["base", "mnbrl-seed1", "mnrl-seed1"]
+    originals = {}
+    for run in runs:
+        originals[run.name] = {p.relative_to(run): p.read_bytes() for p in (run / "model").rglob("*") if p.is_file()}
+        shutil.rmtree(run / "model")
+
+    def restore(*extra) -> subprocess.CompletedProcess:
+        return bidir("experiment", path, "--output-dir", out, "--rebuild", "--jobs", 2, *extra)
+
+    meta_file = out / "runs" / "mnrl-seed1" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps(meta | {"versions": meta["versions"] | {"torch": "0.0.1"}}))
+    other_torch = restore()
+    assert other_torch.returncode == 2 and "torch 0.0.1 (installed: " in other_torch.stderr
+    assert not any((run / "model").exists() for run in runs)
+    meta_file.write_text(json.dumps(meta | {"cpu": meta["cpu"] | {"capability": "NO AVX"}}))
+    other_cpu = restore()
+    assert other_cpu.returncode == 2 and "the run's CPU capability was NO AVX" in other_cpu.stderr
+    assert "ATEN_CPU_CAPABILITY" in other_cpu.stderr and not any((run / "model").exists() for run in runs)
+    meta_file.write_text(json.dumps(meta))
+
+    done = restore()
+    assert done.returncode == 0, done.stderr
+    for run in runs:
+        files = {p.relative_to(run): p.read_bytes() for p in (run / "model").rglob("*") if p.is_file()}
+        # The model card (README.md) describes the rebuild's own run; every other file is the same, byte for byte.
+        assert files.keys() == originals[run.name].keys(), run.name
+        files.pop(Path("model/README.md")), originals[run.name].pop(Path("model/README.md"))
+        assert files == originals[run.name], run.name
+    bidir("experiment", path, "--output-dir", out, "--confirm", check=True)
+
+    altered = out / "runs" / "mnbrl-seed1"
+    shutil.rmtree(altered / "model")
+    lines = [json.loads(x) for x in (altered / "train_log.jsonl").read_text().splitlines()]
+    lines[0]["loss"] += 1e-6
+    (altered / "train_log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    refused = restore()
+    assert refused.returncode == 1
+    assert "mnbrl-seed1: the rebuilt model is not the one its results came from" in refused.stderr
+    assert "train_log.jsonl differs" in refused.stderr
+    assert not (altered / "model").exists()
+
+    # Another machine's rounding: --rtol accepts a train log within it, evaluates the rebuilt model on the test
+    # suite again and says how far it is, in rebuilt.json and in the experiment's rebuilt.md.
+    relative = 1e-6 / (lines[0]["loss"])  # the committed loss is the altered one, the larger
+    too_strict = restore("--rtol", "1e-9")
+    assert too_strict.returncode == 1 and "largest relative difference is" in too_strict.stderr
+    assert not (altered / "model").exists()
+    within = restore("--rtol", "1e-5")
+    assert within.returncode == 0, within.stderr
+    record = json.loads((altered / "rebuilt.json").read_text())
+    assert record["train_log_largest_relative_difference"] == pytest.approx(relative, rel=1e-6)
+    committed = json.loads((altered / "eval" / "test-beir.json").read_text())
+    (result,) = record["results"]
+    assert result["mean_ndcg@10"]["committed"] == pytest.approx(committed["mean"]["ndcg@10"], abs=1e-12)
+    # The model itself is the same here (this machine rebuilt it): its results are too.
+    assert result["queries_differing"] == 0 and result["mean_ndcg@10_difference"] == 0
+    assert record["fingerprint"]["rebuilt"] == committed["model"]["fingerprint"]
+    assert "| mnbrl-seed1 |" in (out / "rebuilt.md").read_text()
+
+
+def test_rebuild_tolerance_is_the_largest_relative_difference_of_two_train_logs(tmp_path):
+    """--rtol's rule as a function: the largest |a - b| / max(|a|, |b|) over every number of two train logs
+    (nested values included, timings left out as --verify leaves them), computed here by hand; None when the logs
+    differ in shape or in anything that is not a number."""
+    from bidir_cli.experiment.rebuild import log_relative_difference
+    from bidir_cli.runs.rundir import RunDir
+
+    committed = [{"step": 2, "loss": 1.5, "examples_per_second": 10.0, "partition": {"q->d": 0.4}},
+                 {"step": 4, "loss": -0.25, "examples_per_second": 11.0, "partition": {"q->d": 0.5}}]  # fmt: skip
+    rebuilt = [{"step": 2, "loss": 1.5000003, "examples_per_second": 99.0, "partition": {"q->d": 0.4}},
+               {"step": 4, "loss": -0.2500001, "examples_per_second": 1.0, "partition": {"q->d": 0.50000002}}]  # fmt: skip
+
+    def run(name: str, lines: list[dict]) -> RunDir:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train_log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        return RunDir(tmp_path / name)
+
+    a, b = run("a", committed), run("b", rebuilt)
+    by_hand = max(abs(u - v) / max(abs(u), abs(v)) for u, v in
+                  [(1.5, 1.5000003), (-0.25, -0.2500001), (0.5, 0.50000002)])  # fmt: skip
+    assert log_relative_difference(a, b) == pytest.approx(by_hand, rel=1e-12)
+    assert log_relative_difference(a, a) == 0.0
+    shorter = run("c", committed[:1])
+    assert log_relative_difference(a, shorter) is None
+    other_step = run("d", [committed[0] | {"note": "x"}, committed[1]])
+    assert log_relative_difference(run("e", [committed[0] | {"note": "y"}, committed[1]]), other_step) is None

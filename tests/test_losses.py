@@ -568,7 +568,7 @@ def test_partition_diagnostics_under_wrappers_are_the_full_models(tiny_bert, wra
 
 
 def _Cfg(**kw):
-    from bidir_cli.config import LossConfig
+    from bidir_cli.config.schema import LossConfig
 
     return LossConfig(**kw)
 

@@ -276,9 +276,9 @@ def test_score_filters_match_the_hand_ranking(tmp_path, static_dir, option, valu
 
 
 def test_identity_lands_in_a_runs_meta_json(tmp_path, static_dir):
-    from bidir_cli.config import SourceConfig
-    from bidir_cli.data import load_source
-    from bidir_cli.models import fingerprint_folder
+    from bidir_cli.config.schema import SourceConfig
+    from bidir_cli.data.sources import load_source
+    from bidir_cli.runs.rundir import fingerprint_folder
 
     rows = random_pairs(n=32)
     data = write_jsonl(tmp_path / "pairs.jsonl", rows)

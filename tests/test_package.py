@@ -96,8 +96,8 @@ def test_no_module_is_over_450_lines():
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
-def test_train_never_calls_a_command_function():
-    tree = ast.parse((PACKAGE / "train.py").read_text(encoding="utf-8"))
+def test_the_training_recipe_never_calls_a_command_function():
+    tree = ast.parse((PACKAGE / "train" / "recipe.py").read_text(encoding="utf-8"))
     called = {
         n.func.id if isinstance(n.func, ast.Name) else n.func.attr
         for n in ast.walk(tree)
@@ -108,8 +108,73 @@ def test_train_never_calls_a_command_function():
     assert not commands
 
 
+# --- The parts and what each may import -------------------------------------------------------------------------
+
+PARTS = ("runs", "config", "data", "losses", "models", "train", "eval", "compare", "experiment")
+# part -> the parts it must never import (each rule the docstring of the part's __init__.py states)
+FORBIDDEN = {
+    "losses": set(PARTS) - {"losses"},  # the losses import no other part
+    "config": set(PARTS) - {"config", "losses"},  # the schema knows the loss registry's names, nothing else
+    "runs": set(PARTS) - {"runs"},  # what a run leaves on disk imports no recipe
+    "compare": {"train", "eval", "losses", "models", "data", "experiment"},  # comparing never loads a model
+    "train": {"experiment", "compare"},
+    "eval": {"train", "compare", "experiment"},
+    "data": {"train", "eval", "compare", "experiment"},
+    "models": {"data", "losses", "train", "eval", "compare", "experiment"},
+    "experiment": {"models", "losses", "data"},  # cells are runs: the experiment builds no model, loss or data
+}
+
+
+def part_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in PARTS else None
+
+
+def part_violations(package: Path) -> list[str]:
+    files = {module_name(p): p for p in package.rglob("*.py")}
+    found = []
+    for name, path in sorted(files.items()):
+        for imported in sorted(imported_modules(path, set(files))):
+            here, there = part_of(name), part_of(imported)
+            if here and there and there in FORBIDDEN.get(here, set()):
+                found.append(f"{name} imports {imported} ({here} must not import {there})")
+    return found
+
+
+def test_every_part_imports_only_what_its_rules_allow():
+    assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} >= set(PARTS)
+    assert part_violations(PACKAGE) == []
+
+
+def test_the_part_rules_catch_a_violation(tmp_path):
+    """Each rule can fail: a copy of the package where the experiment builds a model itself, and compare imports
+    the evaluation, is refused naming both imports."""
+    import shutil
+
+    global PACKAGE
+    copy = tmp_path / "bidir_cli"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "demo"))
+    with (copy / "experiment" / "cells.py").open("a") as f:
+        f.write("\n\ndef _base():\n    from ..models.build import build_model\n")
+    with (copy / "compare" / "build.py").open("a") as f:
+        f.write("\n\ndef _encode():\n    from ..eval.encode import encode\n")
+    saved, PACKAGE = PACKAGE, copy
+    try:
+        found = part_violations(copy)
+    finally:
+        PACKAGE = saved
+    assert "bidir_cli.experiment.cells imports bidir_cli.models.build (experiment must not import models)" in found
+    assert "bidir_cli.compare.build imports bidir_cli.eval.encode (compare must not import eval)" in found
+
+
+def test_every_part_says_what_it_owns_and_may_import():
+    for part in PARTS:
+        doc = ast.get_docstring(ast.parse((PACKAGE / part / "__init__.py").read_text(encoding="utf-8")))
+        assert doc and ("import" in doc.lower()), part
+
+
 def test_loss_registry_names_are_the_names_the_config_accepts():
-    from bidir_cli.config import LossConfig
+    from bidir_cli.config.schema import LossConfig
     from bidir_cli.losses import LOSSES
 
     accepted = typing.get_args(LossConfig.model_fields["name"].annotation)
@@ -117,7 +182,7 @@ def test_loss_registry_names_are_the_names_the_config_accepts():
 
 
 def test_config_validation_and_the_cli_import_no_torch():
-    code = "import sys, bidir_cli.config, bidir_cli.cli, bidir_cli.losses; print('torch' in sys.modules)"
+    code = "import sys, bidir_cli.config.schema, bidir_cli.cli, bidir_cli.losses; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
     assert out.stdout.strip() == "False"
 
@@ -126,7 +191,7 @@ def test_compare_formats_are_one_table_used_by_help_and_command():
     from typer.testing import CliRunner
 
     from bidir_cli.cli import app
-    from bidir_cli.report import FORMATS
+    from bidir_cli.compare.render import FORMATS
 
     help_text = CliRunner().invoke(app, ["compare", "--help"], env={"COLUMNS": "200"}).output
     assert all(name in help_text for name in FORMATS)
@@ -135,7 +200,7 @@ def test_compare_formats_are_one_table_used_by_help_and_command():
 
 
 def test_training_names_that_bidir_sets_or_renamed_are_refused_saying_why():
-    from bidir_cli.trainer_args import TRAINER_ARGS, TrainingConfig, refused_training_keys
+    from bidir_cli.config.training import TRAINER_ARGS, TrainingConfig, refused_training_keys
 
     keys = ["learning_rate", "save_strategy", "gradient_accumulation_steps", "batch_size", "multi_dataset_batch_sampler",
             "push_to_hub"]  # fmt: skip

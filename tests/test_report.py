@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bidir_cli.comparison import MEAN, Cell, Column, Comparison, Difference, MetaRow, Source
-from bidir_cli.report import render_csv, render_json, render_markdown, render_table, save_plot
-from bidir_cli.results import EvalResult
+from bidir_cli.compare.comparison import MEAN, Cell, Column, Comparison, Difference, MetaRow, Source
+from bidir_cli.compare.render import render_csv, render_json, render_markdown, render_table, save_plot
+from bidir_cli.runs.results import EvalResult
 
 
 def source(name: str) -> Source:
@@ -233,8 +233,8 @@ def test_plot_is_a_png_of_the_documented_size(tmp_path, with_others):
 
 
 def test_an_experiment_verdict_line_states_the_difference_its_interval_test_power_and_runs_needed():
-    from bidir_cli.comparison import TESTS
-    from bidir_cli.experiment_report import verdict_lines
+    from bidir_cli.compare.comparison import TESTS
+    from bidir_cli.experiment.report import verdict_lines
 
     comparison = hand_comparison()
     (line,) = verdict_lines(comparison)
@@ -248,8 +248,8 @@ def test_an_experiment_verdict_line_states_the_difference_its_interval_test_powe
 
 
 def test_the_results_page_lists_the_significant_datasets_with_their_holm_verdict():
-    from bidir_cli.report import comparison_dict
-    from bidir_cli.results_page import _dataset_lines
+    from bidir_cli.compare.render import comparison_dict
+    from bidir_cli.experiment.page import _dataset_lines
 
     (line,) = _dataset_lines("s", comparison_dict(hand_comparison()), "base")
     # NanoNQ is the one dataset with p <= 0.05 (0.012), and it survives Holm (0.024); NanoFEVER (0.41) is not listed.

@@ -8,8 +8,8 @@ import pytest
 from helpers import write_beir, write_nanobeir_copy
 
 from bidir_cli.errors import InputError
-from bidir_cli.loaders import NANOBEIR_HUB_ID, check_hub_reachable, load_beir_folder
-from bidir_cli.suites import load_suite_file, resolve_suite
+from bidir_cli.eval.loaders import NANOBEIR_HUB_ID, check_hub_reachable, load_beir_folder
+from bidir_cli.eval.suites import load_suite_file, resolve_suite
 
 REPO = Path(__file__).resolve().parents[1]
 

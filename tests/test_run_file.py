@@ -8,7 +8,7 @@ import random
 import pytest
 from helpers import bidir_eval, make_collection, random_sentence, write_beir
 
-from bidir_cli.results import EvalResult
+from bidir_cli.runs.results import EvalResult
 
 
 def tied_collection(rng: random.Random) -> tuple[list, list, list]:
@@ -92,7 +92,7 @@ def test_ir_measures_on_the_run_file_equals_bidirs_ndcg_with_tied_scores(tmp_pat
 def test_trec_scores_strictly_decrease_in_float32_and_stay_close_to_the_similarity():
     import numpy as np
 
-    from bidir_cli.run_file import trec_scores
+    from bidir_cli.eval.run_file import trec_scores
 
     rng = random.Random(1)
     raw = sorted((rng.choice([0.5, 0.25, -0.125]) + rng.choice([0, 0, 1e-3]) for _ in range(100)), reverse=True)

@@ -6,8 +6,6 @@ import importlib.util
 import itertools
 import json
 import re
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,7 +62,7 @@ def test_the_readme_table_is_generated_and_every_figure_of_what_we_found_is_on_t
     each decimal of the section (table and caveats) is one of the numbers the page states outside that table (the
     verdict lines, the reports, the sections), rounded as the README gives it; every link into docs/results.md
     names a heading of the page."""
-    from bidir_cli.results_page import TABLE_END, TABLE_START, headline_table, results_page
+    from bidir_cli.experiment.page import TABLE_END, TABLE_START, headline_table, results_page
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## What we found", 1)[1].split("\n## ", 1)[0]
@@ -118,116 +116,6 @@ def test_a_tier_whose_runs_score_like_the_untrained_model_says_its_run_sd_is_a_l
     assert text.count("score like the untrained model on average") == 1
     assert f"minus cmnrl: {by_hand:+.4f}" in text
     assert "same 8,294 pairs, sample seed 0" in text  # what the seeds hold fixed, from the experiment's summary
-
-
-def test_restore_models_puts_back_exactly_the_models_the_results_came_from_and_no_other(tmp_path, capsys):
-    """A finished experiment whose weights are gone (a fresh checkout: weights are not committed) gets each cell's
-    model back byte for byte, the base cell's included, so that --confirm can run; a cell whose committed train
-    log does not match its retraining gets no model and the script exits 1."""
-    import shutil
-
-    from helpers import bidir, in_process, write_experiment
-
-    from bidir_cli import executors
-
-    script = load_script("restore_models")
-
-    path = write_experiment(tmp_path, seeds=1, include_base=True)
-    out = tmp_path / "out"
-    bidir("experiment", path, "--output-dir", out, "--jobs", 2, check=True)
-    runs = sorted((out / "runs").iterdir())
-    assert [r.name for r in runs] == ["base", "mnbrl-seed1", "mnrl-seed1"]
-    originals = {}
-    for run in runs:
-        originals[run.name] = {p.relative_to(run): p.read_bytes() for p in (run / "model").rglob("*") if p.is_file()}
-        shutil.rmtree(run / "model")
-
-    def restore(*extra) -> subprocess.CompletedProcess:
-        """The script's main() in this process, its cells retrained in this process too."""
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(executors, "default_executor", in_process)
-            returncode = script.main(list(map(str, [path, "--output-dir", out, "--jobs", "2", *extra])))
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess([], returncode, captured.out, captured.err)
-
-    meta_file = out / "runs" / "mnrl-seed1" / "meta.json"
-    meta = json.loads(meta_file.read_text())
-    meta_file.write_text(json.dumps(meta | {"versions": meta["versions"] | {"torch": "0.0.1"}}))
-    other_torch = restore()
-    assert other_torch.returncode == 2 and "torch 0.0.1 (installed: " in other_torch.stderr
-    assert not any((run / "model").exists() for run in runs)
-    meta_file.write_text(json.dumps(meta | {"cpu": meta["cpu"] | {"capability": "NO AVX"}}))
-    other_cpu = restore()
-    assert other_cpu.returncode == 2 and "the run's CPU capability was NO AVX" in other_cpu.stderr
-    assert "ATEN_CPU_CAPABILITY" in other_cpu.stderr and not any((run / "model").exists() for run in runs)
-    meta_file.write_text(json.dumps(meta))
-
-    done = restore()
-    assert done.returncode == 0, done.stderr
-    for run in runs:
-        files = {p.relative_to(run): p.read_bytes() for p in (run / "model").rglob("*") if p.is_file()}
-        # The model card (README.md) describes the rebuild's own run; every other file is the same, byte for byte.
-        assert files.keys() == originals[run.name].keys(), run.name
-        files.pop(Path("model/README.md")), originals[run.name].pop(Path("model/README.md"))
-        assert files == originals[run.name], run.name
-    bidir("experiment", path, "--output-dir", out, "--confirm", check=True)
-
-    altered = out / "runs" / "mnbrl-seed1"
-    shutil.rmtree(altered / "model")
-    lines = [json.loads(x) for x in (altered / "train_log.jsonl").read_text().splitlines()]
-    lines[0]["loss"] += 1e-6
-    (altered / "train_log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    refused = restore()
-    assert refused.returncode == 1
-    assert "mnbrl-seed1: the rebuilt model is not the one its results came from" in refused.stderr
-    assert "train_log.jsonl differs" in refused.stderr
-    assert not (altered / "model").exists()
-
-    # Another machine's rounding: --rtol accepts a train log within it, evaluates the rebuilt model on the test
-    # suite again and says how far it is, in rebuilt.json and in the experiment's rebuilt.md.
-    relative = 1e-6 / (lines[0]["loss"])  # the committed loss is the altered one, the larger
-    too_strict = restore("--rtol", "1e-9")
-    assert too_strict.returncode == 1 and "largest relative difference is" in too_strict.stderr
-    assert not (altered / "model").exists()
-    within = restore("--rtol", "1e-5")
-    assert within.returncode == 0, within.stderr
-    record = json.loads((altered / "rebuilt.json").read_text())
-    assert record["train_log_largest_relative_difference"] == pytest.approx(relative, rel=1e-6)
-    committed = json.loads((altered / "eval" / "test-beir.json").read_text())
-    (result,) = record["results"]
-    assert result["mean_ndcg@10"]["committed"] == pytest.approx(committed["mean"]["ndcg@10"], abs=1e-12)
-    # The model itself is the same here (this machine rebuilt it): its results are too.
-    assert result["queries_differing"] == 0 and result["mean_ndcg@10_difference"] == 0
-    assert record["fingerprint"]["rebuilt"] == committed["model"]["fingerprint"]
-    assert "| mnbrl-seed1 |" in (out / "rebuilt.md").read_text()
-
-
-def test_restore_models_tolerance_is_the_largest_relative_difference_of_two_train_logs(tmp_path):
-    """--rtol's rule as a function: the largest |a - b| / max(|a|, |b|) over every number of two train logs
-    (nested values included, timings left out as --verify leaves them), computed here by hand; None when the logs
-    differ in shape or in anything that is not a number."""
-    from bidir_cli.runs import RunDir
-
-    script = load_script("restore_models")
-    committed = [{"step": 2, "loss": 1.5, "examples_per_second": 10.0, "partition": {"q->d": 0.4}},
-                 {"step": 4, "loss": -0.25, "examples_per_second": 11.0, "partition": {"q->d": 0.5}}]  # fmt: skip
-    rebuilt = [{"step": 2, "loss": 1.5000003, "examples_per_second": 99.0, "partition": {"q->d": 0.4}},
-               {"step": 4, "loss": -0.2500001, "examples_per_second": 1.0, "partition": {"q->d": 0.50000002}}]  # fmt: skip
-
-    def run(name: str, lines: list[dict]) -> RunDir:
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "train_log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-        return RunDir(tmp_path / name)
-
-    a, b = run("a", committed), run("b", rebuilt)
-    by_hand = max(abs(u - v) / max(abs(u), abs(v)) for u, v in
-                  [(1.5, 1.5000003), (-0.25, -0.2500001), (0.5, 0.50000002)])  # fmt: skip
-    assert script.log_relative_difference(a, b) == pytest.approx(by_hand, rel=1e-12)
-    assert script.log_relative_difference(a, a) == 0.0
-    shorter = run("c", committed[:1])
-    assert script.log_relative_difference(a, shorter) is None
-    other_step = run("d", [committed[0] | {"note": "x"}, committed[1]])
-    assert script.log_relative_difference(run("e", [committed[0] | {"note": "y"}, committed[1]]), other_step) is None
 
 
 def test_the_lock_pins_every_version_the_committed_experiments_recorded():

@@ -10,7 +10,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from bidir_cli.stats import (
+from bidir_cli.compare.stats import (
     VarianceComponents,
     compare_runs,
     detectable_difference,

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from helpers import ROOT, files_under, run_train, tiny_config, write_pairs, write_tiny_beir
 
-from bidir_cli.config import load_config
+from bidir_cli.config.schema import load_config
 
 
 def test_run_leaves_exactly_the_documented_files(tmp_path):
@@ -108,7 +108,7 @@ def test_progress_in_a_log_is_one_line_per_logging_step_and_no_bar(tmp_path):
 def test_library_lines_are_prefixed_and_bars_kept_only_on_a_terminal():
     import io
 
-    from bidir_cli.io import LibraryLines
+    from bidir_cli.console import LibraryLines
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -325,7 +325,7 @@ def test_every_training_field_and_table_entry_is_a_sentence_transformers_argumen
 
     from sentence_transformers import SentenceTransformerTrainingArguments
 
-    from bidir_cli.trainer_args import RENAMED, TRAINER_ARGS, TrainingConfig
+    from bidir_cli.config.training import RENAMED, TRAINER_ARGS, TrainingConfig
 
     arguments = {f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments) if f.init}
     assert set(TrainingConfig.model_fields) <= arguments
@@ -426,8 +426,8 @@ def test_a_layer_wrapper_from_the_config_trains_a_transformer(tmp_path, tiny_ber
 
 
 def test_sample_draws_a_fixed_random_subset_in_file_order(tmp_path):
-    from bidir_cli.config import SourceConfig
-    from bidir_cli.data import load_source
+    from bidir_cli.config.schema import SourceConfig
+    from bidir_cli.data.sources import load_source
 
     rows = [{"anchor": f"query {i}", "positive": f"document {i}"} for i in range(50)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -448,7 +448,7 @@ def test_sample_draws_a_fixed_random_subset_in_file_order(tmp_path):
 
 def test_set_with_a_star_sets_the_key_in_every_list_element():
     """``--set data.train.*.sample=N`` is what a grid over the sample size of every source needs."""
-    from bidir_cli.config import apply_override
+    from bidir_cli.config.schema import apply_override
 
     data = {"data": {"train": [{"source": "a.jsonl"}, {"source": "b.jsonl", "sample": 5}]}, "training": {}}
     apply_override(data, "data.train.*.sample=800")

@@ -10,14 +10,7 @@ from sentence_transformers.base.losses.gradcache import CachedLossMixin, has_sta
 from sentence_transformers.util import cos_sim, similarity_fct_name
 from torch import Tensor, nn
 
-from .bidirectional import (
-    CITATION,
-    DOC_DOC_MASKS,
-    DocDocMask,
-    PartitionTracker,
-    gathered_loss,
-    resolve_scale,
-)
+from .bidirectional import CITATION, DOC_DOC_MASKS, DocDocMask, PartitionTracker, gathered_loss, resolve_scale
 
 GRADCACHE_CITATION = """
 @misc{gao2021scaling,

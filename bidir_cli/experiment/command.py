@@ -1,0 +1,86 @@
+"""``bidir experiment``: run the pending cells (or print their commands, verify one, rebuild the models, list the
+evidence), then write the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+from .cells import Experiment
+from .report import write_report
+
+
+@dataclass(frozen=True)
+class ExperimentOptions:
+    jobs: int = 1
+    plan: bool = False
+    report_only: bool = False
+    confirm: bool = False
+    verify: str | None = None
+    rebuild: bool = False
+    rtol: float = 0.0
+    scratch: Path | None = None
+    evidence: bool = False
+    cells: list[str] = field(default_factory=list)
+
+
+def experiment_command(path: Path, output_dir: Path | None, options: ExperimentOptions) -> None:
+    from . import confirm, rebuild, runner
+
+    o = options
+    modes = {"--plan": o.plan, "--report-only": o.report_only, "--confirm": o.confirm,
+             "--verify": o.verify is not None, "--rebuild": o.rebuild, "--evidence": o.evidence}  # fmt: skip
+    if sum(modes.values()) > 1:
+        raise InputError(f"{', '.join(m for m, on in modes.items() if on)} exclude each other")
+    if o.cells and not (o.rebuild or not any(modes.values())):
+        raise InputError("--cell picks the cells to run or to --rebuild")
+    if (o.rtol or o.scratch) and not o.rebuild:
+        raise InputError("--rtol and --scratch go with --rebuild")
+    exp = Experiment(path, output_dir, o.jobs)
+    if o.plan:
+        print("\n".join(runner.plan(exp)) or "# nothing to run: every cell is complete")
+        return
+    if o.evidence:
+        print("\n".join(str(p) for p in evidence(exp)))
+        return
+    if o.verify is not None:
+        differences = confirm.verify(exp, o.verify)
+        if differences:
+            raise RuntimeError(f"cell {o.verify} did not reproduce: " + "; ".join(differences))
+        print(f"cell {o.verify}: reproduced exactly (metrics, per-query scores, train log; timings excepted)")
+        return
+    if o.rebuild:
+        print("\n".join(rebuild.rebuild(exp, o.cells, rtol=o.rtol, scratch=o.scratch)))
+        return
+    if o.cells:
+        for name in o.cells:
+            runner.run_cell(exp, confirm.find_cell(exp, name, "--cell"))
+        return
+    if o.confirm:
+        confirm.confirm(exp)
+    elif not o.report_only:
+        runner.run(exp)
+    summary = write_report(exp)
+    for suite, lines in summary.verdicts.items():
+        print(f"{suite}:")
+        print("\n".join(f"  {line.replace('**', '')}" for line in lines))
+    print(f"report: {exp.dir / 'report.md'}")
+
+
+REPORT_FILES = ("report.md", "summary.json", "plan.json", "confirmation.json", "rebuilt.md")
+CELL_FILES = ("config.yaml", "meta.json", "train_log.jsonl", "rebuilt.json")
+
+
+def evidence(exp: Experiment) -> list[Path]:
+    """The results-only files of every complete cell and of the report (for ``git add``): what the report is
+    rebuilt from. A cell still running or interrupted is left out; weights, checkpoints and logs always are."""
+    found = []
+    for cell in exp.cells():
+        if exp.state(cell) != "done":
+            continue
+        run = exp.run_dir(cell)
+        found += [run.path / name for name in CELL_FILES if (run.path / name).is_file()]
+        found += run.results_files()
+    found += [exp.dir / name for name in REPORT_FILES if (exp.dir / name).is_file()]
+    return found + sorted(exp.dir.glob("*.png"))

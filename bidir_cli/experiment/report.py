@@ -1,0 +1,303 @@
+"""The report of ``bidir experiment``: ``DIR/report.md`` and ``DIR/summary.json``, built from the cells'
+results-only files (config.yaml, meta.json, train_log.jsonl, eval/*.json), never from model weights, so an
+experiment's evidence can be committed and its report rebuilt from the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from pathlib import Path
+from typing import Any
+
+from ..compare.comparison import MEAN, TESTS, Column, Comparison
+from ..console import log
+from ..eval.metrics import PRIMARY_METRIC
+from ..runs.atomic import atomic_write_text
+from ..runs.environment import code_of_commit, now, package_commit
+from ..runs.settings import DEFAULT_SETTINGS
+from ..runs.train_log import TrainLog
+from .cells import Cell, Experiment, meta_or_none
+from .records import PLAN_HASH_VERSION, ConfirmationRecord, PlanRecord, Summary
+
+
+def comparisons(exp: Experiment, suites: list[str], cells: list[Cell]) -> dict[str, Comparison]:
+    """One comparison per suite: a column per arm (its completed seeds; the base model too)."""
+    from ..compare.build import build_comparison, load_source
+    from ..eval.suites import resolve_suite
+
+    out = {}
+    for suite in suites:
+        name = resolve_suite(suite).name
+        columns = []
+        for arm in [exp.spec.baseline, *(a for a in exp.spec.arms if a != exp.spec.baseline), "base"]:
+            runs = [c for c in cells if (c.arm == arm and c.kind == "test") or (arm == "base" and c.kind == "base")]
+            sources = [load_source(exp.run_dir(c).path, name, DEFAULT_SETTINGS) for c in runs if exp.result(c, suite)]
+            if sources:
+                columns.append(Column(arm, sources, group=True))
+        if len(columns) >= 2 and columns[0].name == exp.spec.baseline:
+            out[name] = build_comparison(
+                columns, baseline=exp.spec.baseline, metric=PRIMARY_METRIC, permutations=10_000, seed=0,
+                target_diff=exp.spec.target_diff,
+            )  # fmt: skip
+    return out
+
+
+def verdict_lines(c: Comparison) -> list[str]:
+    """One sentence per arm: the mean difference, its interval, its test and what the comparison could detect."""
+    lines = []
+    for arm in c.others:
+        d = c.differences[MEAN][arm]
+        mark = "significant" if d.significant else "not significant"
+        runs = d.runs_needed if d.runs_needed is not None else d.runs_needed_text
+        lines.append(
+            f"**{arm} vs {c.baseline}**: mean {c.metric} difference {d.diff:+.4f}, {c.level:.0%} CI "
+            f"[{d.ci[0]:+.4f}, {d.ci[1]:+.4f}], p = {d.p:.3g} ({mark}; {TESTS[d.test][0]}, unit: {d.unit}, covering "
+            f"{TESTS[d.test][2]}); minimum detectable difference {d.mdd:.4f} (80% power); runs per arm needed for "
+            f"a {c.target_diff:g} difference: {runs}."
+        )
+    return lines
+
+
+def what_seeds_vary(exp: Experiment, cells: list[Cell]) -> str:
+    """One sentence: what differs between two seeds of an arm (initialisation, data order, dropout, data sample),
+    from the cells' resolved config and the rows their runs recorded."""
+    seeded = [c for c in cells if c.kind == "test"]
+    if not seeded:
+        return ""
+    cfg = seeded[0].config
+    varies = ["the order of the training batches"]
+    if cfg.model.static is not None:
+        varies.insert(0, "the initial weights (a StaticEmbedding from scratch)")
+        fixed = []
+    else:
+        varies.append("dropout")
+        fixed = ["the initial weights (the pretrained model's)"]
+    sampled = [s for s in cfg.data.train if s.sample]
+    rows = next((m.data.get("rows") for c in seeded if (m := meta_or_none(exp.run_dir(c))) and m.data), None)
+    size = f"{rows:,} pairs" if rows else "the same pairs"
+    if sampled and exp.spec.vary_sample:
+        varies.append(f"the training sample (each seed draws its own {sampled[0].sample:,} rows a source)")
+    elif sampled:
+        seeds = ", ".join(str(s) for s in sorted({s.sample_seed for s in sampled}))
+        fixed.append(f"the training sample (every run trains on the same {size}, sample seed {seeds})")
+    else:
+        fixed.append(f"the training data (every run trains on all of it, {size})")
+    return f"Seeds vary {' and '.join(varies)}; fixed across seeds: {' and '.join(fixed)}."
+
+
+def selection_table(exp: Experiment) -> list[str]:
+    select = exp.spec.select
+    if select is None:
+        return []
+    chosen = exp.chosen() or {}
+    who = f"on the baseline arm, {exp.spec.baseline}, for every arm" if select.shared else "per arm"
+    lines = [f"Chosen {who} on `{Path(select.suite).name}` (seed {select.seed}, {select.metric}, mean over datasets):",
+             "", "| arm | " + " | ".join(select.grid) + f" | {select.metric} | chosen |", "|---|" + "---|" * (len(select.grid) + 2)]  # fmt: skip
+    cells = exp.selection_cells()
+    scores = {c.name: r.mean[select.metric] for c in cells if (r := exp.result(c, select.suite))}
+    for cell in cells:
+        score = f"{scores[cell.name]:.4f}" if cell.name in scores else "pending"
+        picked = chosen.get(cell.arm) == {k: cell.overrides[k] for k in select.grid}
+        edge = [k for k in select.grid if picked and cell.overrides[k] in (select.grid[k][0], select.grid[k][-1])]
+        notes = ["edge of the grid: " + ", ".join(edge)] if edge and len(select.grid[edge[0]]) > 1 else []
+        others = [scores[c.name] for c in cells if c.arm == cell.arm and c.name != cell.name and c.name in scores]
+        if picked and cell.name in scores and others:  # one run per setting: how far from the next best
+            notes.append(f"{scores[cell.name] - max(others):+.4f} over the next best, one run each")
+        flag = f" ({'; '.join(notes)})" if notes else ""
+        values = " | ".join(str(cell.overrides[k]) for k in select.grid)
+        lines.append(f"| {cell.arm} | {values} | {score} | {'yes' + flag if picked else ''} |")
+    base = next((c for c in exp.test_cells() if c.kind == "base"), None)
+    if base and (result := exp.result(base, select.suite)):
+        lines.append(
+            "| base (untrained) | " + " | ".join("-" for _ in select.grid) + f" | {result.mean[select.metric]:.4f} | |"
+        )
+        lines += ["", *_against_base(exp, base, chosen)]
+    return lines
+
+
+def _against_base(exp: Experiment, base: Cell, chosen: dict[str, dict[str, Any]]) -> list[str]:
+    """Did training change the model? Each arm's chosen selection run against the untrained model on the
+    development suite (one run each: the paired test over its queries, which covers query sampling only)."""
+    from ..compare.build import build_comparison, load_source
+    from ..eval.suites import resolve_suite
+
+    suite = resolve_suite(exp.spec.select.suite).name
+    columns = [Column("base", [load_source(exp.run_dir(base).path, suite, DEFAULT_SETTINGS)])]
+    for cell in exp.selection_cells():
+        if chosen.get(cell.arm) == {k: cell.overrides[k] for k in exp.spec.select.grid} and exp.result(
+            cell, exp.spec.select.suite
+        ):
+            columns.append(
+                Column(f"{cell.arm} ({cell.name})", [load_source(exp.run_dir(cell).path, suite, DEFAULT_SETTINGS)])
+            )
+    if len(columns) < 2:
+        return []
+    comparison = build_comparison(columns, baseline="base", metric=exp.spec.select.metric, permutations=10_000, seed=0,
+                                  target_diff=exp.spec.target_diff)  # fmt: skip
+    return ["Each chosen setting against the untrained model on the development suite:", "",
+            *(f"- {line}" for line in verdict_lines(comparison))]  # fmt: skip
+
+
+def cost_table(exp: Experiment, cells: list[Cell]) -> list[str]:
+    lines = ["| arm | runs | wall time (s) | examples / s | peak memory (MiB) |", "|---|---:|---:|---:|---:|"]
+    for arm in exp.spec.arms:
+        metas = [
+            m for c in cells if c.arm == arm and c.kind == "test" and (m := meta_or_none(exp.run_dir(c))) and m.train
+        ]
+        if not metas:
+            continue
+        rates = [r for m in metas if (r := m.train.get("examples_per_second")) is not None]  # None: not measured
+        cols = [[m.wall_time_s for m in metas], rates, [m.train["peak_memory_bytes"] / 2**20 for m in metas]]
+        cells_text = [
+            (f"{statistics.mean(v):.1f}" + (f" ± {statistics.stdev(v):.1f}" if len(v) > 1 else "")) if v else "n/a"
+            for v in cols
+        ]
+        if len(rates) < len(metas):
+            cells_text[1] += f" ({len(rates)} of {len(metas)} runs measured)"
+        lines.append(f"| {arm} | {len(metas)} | " + " | ".join(cells_text) + " |")
+    return lines
+
+
+def training_curves(exp: Experiment, cells: list[Cell], path: Path) -> bool:
+    """Training loss per step (mean over seeds) per arm, and the partition shares of bidirectional arms."""
+    from matplotlib.figure import Figure
+
+    logs: dict[str, list[list[dict]]] = {}
+    for cell in (c for c in cells if c.kind == "test"):
+        run = exp.run_dir(cell)
+        if run.train_log.is_file():
+            lines = TrainLog(run.train_log).lines()
+            logs.setdefault(cell.arm, []).append([x for x in lines if "loss" in x])
+    if not logs:
+        return False
+    fig = Figure(figsize=(12, 5), dpi=100, layout="constrained")
+    loss_ax, share_ax = fig.subplots(1, 2)
+    for arm, runs in logs.items():
+        steps = sorted({x["step"] for run in runs for x in run})
+        mean = [statistics.mean(x["loss"] for run in runs for x in run if x["step"] == s) for s in steps]
+        loss_ax.plot(steps, mean, label=arm)
+        with_partition = [[x for x in run if "partition" in x] for run in runs]
+        if any(with_partition):
+            for block in ("q->d", "q->q", "d->q", "d->d", "positive"):
+                share = [statistics.mean(x["partition"][block] for run in with_partition for x in run if x["step"] == s)
+                         for s in steps if any(x["step"] == s for run in with_partition for x in run)]  # fmt: skip
+                share_ax.plot(steps[: len(share)], share, label=f"{arm} {block}")
+    loss_ax.set(xlabel="step", ylabel="training loss (mean over seeds)")
+    share_ax.set(xlabel="step", ylabel="share of the softmax mass")
+    loss_ax.legend(fontsize="small")
+    share_ax.legend(fontsize="x-small")
+    fig.savefig(path, format="png")
+    return True
+
+
+def write_report(exp: Experiment) -> Summary:
+    """Write DIR/report.md, DIR/summary.json and the plots from the completed cells; return the summary."""
+    from ..compare.render import comparison_dict, render_markdown, save_plot
+    from .confirm import plan_hash
+
+    cells = exp.cells()
+    done = [c for c in cells if meta_or_none(exp.run_dir(c)) and exp.state(c) == "done"]
+    missing = [c.name for c in cells if c not in done] + (
+        [] if exp.test_cells() else ["seeded cells (after the selection)"]
+    )
+    exp.dir.mkdir(parents=True, exist_ok=True)
+    plan = exp.dir / "plan.json"
+    if not plan.exists():
+        PlanRecord(plan_hash=plan_hash(exp), plan_hash_version=PLAN_HASH_VERSION, first_report=now(),
+                   commit=package_commit()).save(plan)  # fmt: skip
+    tests = comparisons(exp, exp.suites, done)
+    summary = Summary(
+        experiment=exp.spec.name, file=str(exp.path), baseline=exp.spec.baseline, arms=list(exp.spec.arms),
+        seeds=exp.spec.seed_list, threads=exp.threads, missing=missing, seeds_vary=what_seeds_vary(exp, cells),
+        limitations=exp.spec.limitations, selection=exp.chosen() if exp.spec.select else None,
+        verdicts={suite: verdict_lines(c) for suite, c in tests.items()},
+        comparisons={suite: _statistics(comparison_dict(c)) for suite, c in tests.items()},
+        plan=PlanRecord.load(plan).to_dict() | {"plan_hash_now": plan_hash(exp)},
+    )  # fmt: skip
+    md = [f"# Experiment {exp.spec.name}", "", f"`{exp.path}`: arms {', '.join(exp.spec.arms)} (baseline "
+          f"{exp.spec.baseline}), {len(exp.spec.seed_list)} seeds per arm ({', '.join(map(str, exp.spec.seed_list))}), "
+          f"{exp.threads} CPU threads per cell. {what_seeds_vary(exp, cells)}".rstrip(), ""]  # fmt: skip
+    if missing:
+        md += [f"**Incomplete**: {len(missing)} cell(s) missing: {', '.join(missing)}. The numbers below use the "
+               "completed cells only.", ""]  # fmt: skip
+    md += ["## Verdict", ""]
+    if exp.spec.limitations:
+        md += ["**Read first: what this design cannot show**", "", *(f"- {x}" for x in exp.spec.limitations), ""]
+    for suite, comparison in tests.items():
+        md += [f"On `{suite}`:", "", *(f"- {line}" for line in verdict_lines(comparison)), ""]
+    md += selection_table(exp) + ([""] if exp.spec.select else [])
+    for suite, comparison in tests.items():
+        plot = exp.dir / f"differences-{suite}.png"
+        save_plot(comparison, plot)
+        md += [f"## {suite}", "", render_markdown(comparison), f"![differences]({plot.name})", ""]
+    md += ["## Training", "", *cost_table(exp, done), ""]
+    if training_curves(exp, done, exp.dir / "training.png"):
+        md += ["![training loss and partition shares](training.png)", ""]
+    md += _confirmation(exp, done, summary)
+    md += _provenance(exp, done, summary)
+    atomic_write_text(exp.dir / "report.md", "\n".join(md) + "\n")
+    summary.save(exp.dir / "summary.json")
+    log(f"report written to {exp.dir / 'report.md'}")
+    return summary
+
+
+def _statistics(comparison: dict[str, Any]) -> dict[str, Any]:
+    """A comparison's numbers without the training measurements (timings differ between reruns)."""
+    return {k: v for k, v in comparison.items() if k not in ("meta_rows", "columns")} | {
+        "columns": [{"name": c["name"], "runs": len(c["runs"])} for c in comparison["columns"]]
+    }
+
+
+def _confirmation(exp: Experiment, done: list[Cell], summary: Summary) -> list[str]:
+    from ..compare.render import comparison_dict, render_markdown
+
+    record = exp.dir / "confirmation.json"
+    if not record.exists():
+        return []
+    confirmation = ConfirmationRecord.load(record)
+    held_out = comparisons(exp, exp.spec.confirm, done)
+    summary.confirmation = confirmation.to_dict() | {
+        "verdicts": {s: verdict_lines(c) for s, c in held_out.items()},
+        "comparisons": {s: _statistics(comparison_dict(c)) for s, c in held_out.items()},
+    }
+    first = PlanRecord.load(exp.dir / "plan.json")
+    if first.hash_version != confirmation.hash_version:
+        verdict = "hashed by different versions of the plan hash, so not comparable."
+    else:
+        verdict = "the same plan." if first.plan_hash == confirmation.plan_hash else "**the plan changed in between**."
+    md = ["## Confirmation on held-out suites", "",
+          f"Evaluated once, {confirmation.time}, after every cell was complete. Plan hash when the test report was "
+          f"first written ({first.first_report}): `{first.plan_hash[:16]}`; at confirmation: "
+          f"`{confirmation.plan_hash[:16]}`: {verdict}", ""]  # fmt: skip
+    for suite, comparison in held_out.items():
+        md += [
+            f"### {suite}",
+            "",
+            *(f"- {line}" for line in verdict_lines(comparison)),
+            "",
+            render_markdown(comparison),
+        ]
+    return md
+
+
+def _provenance(exp: Experiment, done: list[Cell], summary: Summary) -> list[str]:
+    metas = [m for c in done if (m := meta_or_none(exp.run_dir(c)))]
+    commits = sorted({m.git_commit or "unknown" for m in metas})
+    # What ran is bidir's source tree; the repository's commit also moves with each results commit.
+    codes = sorted(
+        {m.code or (m.git_commit and code_of_commit(m.git_commit)) or f"commit {m.git_commit}" for m in metas}
+    )
+    versions = metas[0].versions if metas else {}
+    summary.machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": exp.threads,
+                          "commits": commits, "code": codes, "versions": versions}  # fmt: skip
+    md = ["## Provenance", "", f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, {exp.threads} threads per cell",
+          f"- code (bidir_cli tree): {', '.join(codes)}" + (" (**cells ran different code**)" if len(codes) > 1 else ""),
+          f"- repository commits: {', '.join(commits)}",
+          "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+          f"- plan hash: `{summary.plan['plan_hash'][:16]}` (first report), `{summary.plan['plan_hash_now'][:16]}` (now"
+          + ("" if PlanRecord.from_dict(summary.plan).hash_version == PLAN_HASH_VERSION else f", hash version {PLAN_HASH_VERSION}: not comparable") + ")",
+          f"- command: `bidir experiment {exp.path}`", "", "Each cell's command:", ""]  # fmt: skip
+    md += [f"- `{c.name}`: `{' '.join(m.argv)}`" for c in done if (m := meta_or_none(exp.run_dir(c))) and m.argv]
+    return md + [""]

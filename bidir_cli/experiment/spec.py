@@ -1,0 +1,180 @@
+"""The experiment file of ``bidir experiment``: arms x seeds of one train config, validated up front.
+
+::
+
+    name: quickstart-loss
+    base: ../quickstart.yaml          # a bidir train config; relative paths resolve against this file
+    set: {training.max_steps: 30}     # overrides for every arm (optional)
+    arms:                             # arm name -> overrides of the base config
+      mnrl: {loss.name: mnrl}
+      mnbrl: {loss.name: mnbrl}
+    baseline: mnrl
+    seeds: [1, 2, 3]                  # or a count (seeds 1..N)
+
+String values may name environment variables as ``${NAME}`` or ``${NAME:-default}`` (a local model folder
+that differs between machines, say); an unset variable without a default is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from ..config.schema import format_errors, read_yaml
+from ..errors import InputError
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class SelectConfig(Section):
+    """Settings chosen per arm on a development suite before the seeded runs."""
+
+    grid: dict[str, list[Any]] = Field(min_length=1)
+    """Config key -> candidate values, e.g. ``{loss.scale: [10, 20, 40, 80]}`` (every combination is tried)."""
+    suite: str
+    """The development suite (never a test or confirmation suite); relative paths resolve against this file."""
+    seed: int = 1
+    """The training seed of the selection runs."""
+    metric: str = "ndcg@10"
+    """The metric to choose by: its mean over the suite's datasets, highest wins (the first candidate on a tie)."""
+    shared: bool = False
+    """Choose on the baseline arm only and give every arm that choice (one grid instead of one per arm: cheaper,
+    and the arms then differ in nothing but their own overrides)."""
+
+
+class ExperimentConfig(Section):
+    """An experiment: the cells (arm, seed) are ordinary ``bidir train`` runs of the base config."""
+
+    name: str = Field(pattern=NAME)
+    """The experiment's name (its output folder is ``runs/experiments/<name>`` unless ``--output-dir`` says)."""
+    base: str
+    """The bidir train config every arm starts from; relative to this file."""
+    set: dict[str, Any] = Field(default_factory=dict)
+    """Overrides (``key.path: value``) for every arm."""
+    arms: dict[str, dict[str, Any]] = Field(min_length=2)
+    """Arm name -> overrides of the base config."""
+    baseline: str
+    """The arm every other arm is compared with."""
+    seeds: list[int] | int = 3
+    """The training seeds of every arm, or a count N (seeds 1..N). Fixed before the runs, never after."""
+    select: SelectConfig | None = None
+    """Optional: settings chosen per arm on a development suite first (the choice and the grid are reported)."""
+    include_base: bool = False
+    """Also evaluate the untrained model (the base config's model before its first step) as a column."""
+    evaluate: list[str] | None = None
+    """The test suites (default: the base config's ``evaluation.suite``)."""
+    confirm: list[str] = Field(default_factory=list)
+    """Held-out suites, evaluated only by ``--confirm``, once, after every cell is complete."""
+    command: str | None = None
+    """The command that runs bidir for a cell, e.g. ``torchrun --nproc-per-node 8 -m bidir_cli.cli``."""
+    threads: int | None = Field(None, ge=1)
+    """CPU threads per cell (default: cores / --jobs, then whatever the experiment's cells already used)."""
+    keep_checkpoints: bool = True
+    """Keep each cell's checkpoints/ after it completes (they are needed only to resume an unfinished cell)."""
+    limitations: list[str] = Field(default_factory=list)
+    """What the design cannot show, written with the plan (one sentence each): printed first in the report's
+    verdict and on the results page, before any figure."""
+    vary_sample: bool = False
+    """Let each seed draw its own training sample: every source that samples (``data.train.N.sample``) gets the
+    cell's training seed as its ``sample_seed``. By default every seed trains on the same sample, so the seeds vary
+    the initialisation, the data order and dropout only, and the run-to-run spread leaves out data sampling."""
+    target_diff: float = Field(0.01, gt=0)
+    """The difference the report's power line is about (runs per arm needed to detect it)."""
+
+    _fallbacks: list[str] = PrivateAttr(default_factory=list)
+    """``${NAME:-default}`` references that used their default (NAME unset), as the file wrote them."""
+
+    @property
+    def fallbacks(self) -> list[str]:
+        return self._fallbacks
+
+    @field_validator("arms")
+    @classmethod
+    def _arm_names(cls, arms: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        bad = [a for a in arms if not re.match(NAME, a) or a == "base"]
+        if bad:
+            raise ValueError(f"arm names must be file-name safe and not 'base': {', '.join(bad)}")
+        return arms
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        problems = []
+        if self.baseline not in self.arms:
+            problems.append(f"baseline: {self.baseline!r} is not an arm ({', '.join(self.arms)})")
+        seeds = self.seed_list
+        if not seeds or len(set(seeds)) != len(seeds):
+            problems.append("seeds: give a positive count or distinct seeds")
+        overlap = set(self.confirm) & set(self.evaluate or []) | set(self.confirm) & {self.select and self.select.suite}
+        if overlap:
+            problems.append(f"confirm: {', '.join(sorted(overlap))} also a test or selection suite")
+        if self.select and self.select.suite in (self.evaluate or []):
+            problems.append("select.suite: the development suite must not be a test suite")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(1, self.seeds + 1)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
+def expand_variables(value: Any, where: str, fallbacks: list[str] | None = None) -> Any:
+    """``${NAME}`` in strings replaced by the environment variable's value (nested lists and dicts too); each
+    ``${NAME:-default}`` that used its default is appended to ``fallbacks``."""
+    if isinstance(value, str):
+
+        def lookup(match: re.Match) -> str:
+            name, default = match.group(1), match.group(3)
+            if name not in os.environ and default is None:
+                raise InputError(f"{where}: environment variable {name} is not set")
+            if name not in os.environ and fallbacks is not None:
+                fallbacks.append(f"{match.group(0)} at {where} used its default ({name} is not set)")
+            return os.environ.get(name, default)
+
+        return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}", lookup, value)
+    if isinstance(value, dict):
+        return {k: expand_variables(v, f"{where}.{k}", fallbacks) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_variables(v, f"{where}[{i}]", fallbacks) for i, v in enumerate(value)]
+    return value
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment file; paths in it become absolute (resolved against its folder).
+
+    Raises:
+        InputError: every problem at once, each with its field.
+    """
+    path = Path(path)
+    fallbacks: list[str] = []
+    data = expand_variables(read_yaml(path), path.name, fallbacks)
+    try:
+        exp = ExperimentConfig.model_validate(data)
+    except ValidationError as e:
+        problems = format_errors(e, ExperimentConfig)
+        raise InputError(f"{path}: {problems[0]}" if len(problems) == 1 else f"{path}: {len(problems)} problems",
+                         problems=problems if len(problems) > 1 else None) from None  # fmt: skip
+    exp._fallbacks = fallbacks
+    folder = path.resolve().parent
+
+    def local(spec: str) -> str:
+        if spec == "nanobeir" or spec.startswith("demo:"):
+            return spec
+        return str((folder / Path(spec).expanduser()).resolve())
+
+    exp.base = local(exp.base)
+    if not Path(exp.base).is_file():
+        raise InputError(f"{path}: base: {exp.base}: no such config file")
+    exp.evaluate = [local(s) for s in exp.evaluate] if exp.evaluate is not None else None
+    exp.confirm = [local(s) for s in exp.confirm]
+    if exp.select:
+        exp.select.suite = local(exp.select.suite)
+    return exp

@@ -1,0 +1,93 @@
+"""Run directories: their layout, meta.json, and the environment a run records.
+
+::
+
+    runs/<name>/
+      config.yaml        the resolved, validated config that ran
+      meta.json          format, status, argv, seed, times, versions, device, data identities, loss settings, ...
+      train_log.jsonl    one line per logging step
+      tensorboard/       TensorBoard event files (training.report_to: tensorboard)
+      checkpoints/       resumable trainer checkpoints
+      model/             SentenceTransformer.save() output
+      eval/<suite>.json  evaluation results
+
+:class:`RunDir` is the one place that knows these paths and :class:`RunMeta` the one that knows meta.json:
+no other module builds a run path or a meta.json dict by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+RUN_FORMAT = "bidir.run/1"
+
+
+LEGACY_RUN_FORMAT = "bidir.run/0"  # how a meta.json from before the format field reads
+
+
+STATUSES = ("starting", "running", "completed", "failed", "interrupted")
+
+
+@dataclass
+class RunMeta:
+    """A run's meta.json: what ran, on what, and how it ended.
+
+    ``format`` marks the file as bidir's; files written before it existed read as ``bidir.run/0``.
+    Keys this version does not know are kept in ``extra`` and written back unchanged.
+    """
+
+    status: str | None
+    name: str
+    format: str = RUN_FORMAT
+    argv: list[str] = field(default_factory=list)
+    config_path: str | None = None
+    seed: int | None = None
+    started: str | None = None
+    ended: str | None = None
+    wall_time_s: float | None = None
+    wall_time_s_before: float = 0.0
+    resumed: list[str] = field(default_factory=list)
+    resumed_from: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    installed: dict[str, str] | None = None  # installed_packages(); absent from runs before 2026-12-06
+    git_commit: str | None = None
+    code: str | None = None  # code_version(): bidir's source tree, unmoved by results or docs commits
+    device: str | None = None
+    world_size: int | None = None
+    threads: int | None = None
+    cpu: dict[str, Any] = field(default_factory=dict)  # cpu_description(); absent from runs before 2026-12-06
+    model: dict[str, Any] = field(default_factory=dict)
+    loss: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    push: dict[str, Any] | None = None  # the hub push's outcome (training.push_to_hub), see hub.push_model
+    note: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        extra = d.pop("extra")
+        return {"format": d.pop("format"), **d, **extra}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunMeta:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: v for k, v in d.items() if k in known}
+        values.setdefault("format", LEGACY_RUN_FORMAT)
+        values.setdefault("status", None)
+        values.setdefault("name", "")
+        for key in ("train", "model", "loss", "data", "config", "versions", "cpu"):
+            if values.get(key) is None:
+                values.pop(key, None)
+        if values.get("resumed") and values.get("train") and not values["train"].get("examples_per_second"):
+            # Before 2026-12-06 a run resumed from its last checkpoint recorded its last process's rate, 0.0 (that
+            # process trained no step): not measured, so every table that reads the rate leaves it out.
+            values["train"] = values["train"] | {"examples_per_second": None}
+        return cls(**values, extra={k: v for k, v in d.items() if k not in known})
+
+    def settings(self) -> dict[str, Any]:
+        """What the run was trained with, for comparing runs: its seed, loss, data and resolved config."""
+        out: dict[str, Any] = {} if self.seed is None else {"seed": self.seed}
+        return out | {k: v for k, v in (("loss", self.loss), ("data", self.data), ("config", self.config)) if v}

@@ -1,0 +1,7 @@
+"""``bidir train``: the recipe top to bottom (``recipe.py``: config, data, model, loss, trainer, resume, the
+final evaluation), its trainer callbacks (``callbacks.py``: train_log.jsonl, progress), the model card
+(``model_card.py``), the push to the hub (``hub.py``) and retrieval evaluation during training
+(``evaluator.py``).
+
+Composes config, data, models, losses, eval and runs; never imports experiment or compare.
+"""
