@@ -308,7 +308,10 @@ def experiment(
     epilog=examples("results-page"),
 )
 def results_page(
-    folders: Annotated[list[Path], typer.Argument(help="Experiment output folders (each with report.md).")],
+    experiments: Annotated[
+        list[str],
+        typer.Argument(help="Experiment output folders (with report.md), or FILE=FOLDER (rebuilt if complete)."),
+    ],
     output: Annotated[Path | None, typer.Option("--output", help="Write the page here (default: stdout).")] = None,
     title: Annotated[str, typer.Option("--title", help="The page's title.")] = "Results",
     section: Annotated[
@@ -328,7 +331,7 @@ def results_page(
     def body() -> None:
         from .experiment.page import write_results_page
 
-        text = write_results_page(folders, title, section or [], output, table_into)
+        text = write_results_page(experiments, title, section or [], output, table_into)
         if output is None:
             sys.stdout.write(text)
 

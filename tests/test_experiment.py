@@ -534,3 +534,36 @@ def test_rebuild_tolerance_is_the_largest_relative_difference_of_two_train_logs(
     assert log_relative_difference(a, shorter) is None
     other_step = run("d", [committed[0] | {"note": "x"}, committed[1]])
     assert log_relative_difference(run("e", [committed[0] | {"note": "y"}, committed[1]]), other_step) is None
+
+
+def test_evidence_lists_the_results_only_files_of_complete_cells_and_the_report(finished, tmp_path):
+    """``--evidence``: what `git add` needs to rebuild the report elsewhere; a cell still running is left out."""
+    path, reference = finished
+    out = tmp_path / "out"
+    shutil.copytree(reference, out, ignore=shutil.ignore_patterns("model", "checkpoints", "logs"))
+    meta_file = out / "runs" / "mnbrl-seed2" / "meta.json"
+    meta_file.write_text(json.dumps(json.loads(meta_file.read_text()) | {"status": "running"}))
+    listed = bidir("experiment", path, "--output-dir", out, "--evidence", check=True).stdout.split()
+    expected = {
+        str(p)
+        for p in out.rglob("*")
+        if p.is_file() and "mnbrl-seed2" not in p.parts and p.name != "tiny.experiment.yaml"
+    }
+    assert set(listed) == expected and len(listed) == len(expected)
+    assert any(p.endswith("report.md") for p in listed) and any(p.endswith("test-beir.json") for p in listed)
+
+
+def test_results_page_of_experiment_files_reports_the_complete_and_lists_the_rest(finished, tmp_path):
+    path, reference = finished
+    done = tmp_path / "done"
+    shutil.copytree(reference, done)
+    partial = tmp_path / "partial"
+    shutil.copytree(reference, partial, ignore=shutil.ignore_patterns("mnrl-seed2", "report.md", "summary.json"))
+    page = tmp_path / "page.md"
+    bidir("results-page", f"{path}={done}", f"{path}={partial}", f"{path}={tmp_path / 'none'}", "--output", page,
+          check=True)  # fmt: skip
+    text = page.read_text()
+    assert text.count("## Experiment tiny-loss") == 1  # the complete one, its report rebuilt
+    assert f"- `{path}`: running, 3 cells complete so far; reported once every cell is" in text
+    assert f"- `{path}`: no cell has run" in text
+    assert not (partial / "report.md").exists()  # an incomplete experiment's report is not written

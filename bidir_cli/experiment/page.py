@@ -21,12 +21,19 @@ from .records import Summary
 
 
 def write_results_page(
-    folders: list[Path], title: str, sections: list[Path], output: Path | None, table_into: Path | None
+    experiments: list[str], title: str, sections: list[Path], output: Path | None, table_into: Path | None
 ) -> str:
-    """The page (returned; written to ``output`` when given), and its table put into ``table_into``."""
+    """The page (returned; written to ``output`` when given), and its table put into ``table_into``.
+
+    Each of ``experiments`` is an output folder with its report, or ``FILE=FOLDER``: an experiment file and its
+    output folder, whose report is rebuilt when every cell is complete and which is listed as not complete
+    otherwise (one definition of complete: every cell done, as ``--plan`` has nothing to run)."""
     if table_into and output is None:
         raise InputError("--table-into needs --output: its table links to the page")
-    text = results_page(folders, title, sections, page_dir=output.parent if output else None)
+    folders, waiting = complete_experiments(experiments)
+    rebuilt = [f / "rebuilt.md" for f in folders if (f / "rebuilt.md").is_file()]
+    text = results_page(folders, title, [*rebuilt, *sections], page_dir=output.parent if output else None,
+                        waiting=waiting)  # fmt: skip
     if output:
         atomic_write_text(output, text)
     if table_into:
@@ -35,8 +42,38 @@ def write_results_page(
     return text
 
 
+def complete_experiments(experiments: list[str]) -> tuple[list[Path], list[str]]:
+    """The folders to report (an experiment given as FILE=FOLDER has its report rebuilt first) and a line for
+    each experiment that is not complete."""
+    from .cells import Experiment
+    from .report import write_report
+
+    folders, waiting = [], []
+    for item in experiments:
+        if "=" not in item:
+            folders.append(Path(item))
+            continue
+        file, folder = (Path(x) for x in item.split("=", 1))
+        if not (folder / "runs").is_dir():
+            waiting.append(f"`{file}`: no cell has run")
+            continue
+        exp = Experiment(file, folder)
+        cells = exp.cells()
+        done = sum(exp.state(c) == "done" for c in cells)
+        if exp.test_cells() and done == len(cells):
+            write_report(exp)
+            folders.append(folder)
+        else:
+            waiting.append(f"`{file}`: running, {done} cells complete so far; reported once every cell is")
+    return folders, waiting
+
+
 def results_page(
-    dirs: list[Path], title: str = "Results", sections: list[Path] | None = None, page_dir: Path | None = None
+    dirs: list[Path],
+    title: str = "Results",
+    sections: list[Path] | None = None,
+    page_dir: Path | None = None,
+    waiting: list[str] | None = None,
 ) -> str:
     """Several experiments on one page (docs/results.md): a summary built from each ``summary.json`` (the verdicts
     with their tests and intervals, the confirmation, the training cost), then ``sections`` (markdown files, e.g. a
@@ -50,6 +87,8 @@ def results_page(
             raise InputError(f"{folder}: no report.md (run `bidir experiment FILE --report-only` first)")
         parts += _summary_lines(folder, Summary.load(summary))
         reports.append(relink(report.read_text(encoding="utf-8"), folder, page_dir or Path.cwd()))
+    if waiting:
+        parts += ["## Not complete yet", "", *(f"- {line}" for line in waiting), ""]
     for section in sections or []:
         if not section.is_file():
             raise InputError(f"--section {section}: no such file")
