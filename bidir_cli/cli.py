@@ -242,14 +242,10 @@ def compare(
 
     def body() -> None:
         from .compare.command import compare_command
+        from .runs.settings import EvalSettings
 
         # Other prompts or lengths are read by naming their results file (eval/<suite>--len128.json).
-        settings = {
-            "truncate_dim": truncate_dim,
-            "precision": precision,
-            "backend": backend,
-            "model_backend": model_backend,
-        }
+        settings = EvalSettings(truncate_dim, precision, backend, model_backend)
         compare_command(inputs or [], groups=group or [], baseline=baseline, metric=metric, fmt=format_, plot=plot,
                         suite=suite, permutations=permutations, seed=seed, settings=settings,
                         mixed_settings=mixed_settings, target_diff=target_diff)  # fmt: skip

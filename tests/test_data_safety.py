@@ -321,13 +321,13 @@ def test_bf16_evaluation_runs_on_a_cpu_and_is_close_to_fp32(tmp_path, tiny_bert_
     assert abs(a.metrics["ndcg@10"] - b.metrics["ndcg@10"]) < 0.1
 
 
-def test_a_results_file_name_tells_every_setting_apart_and_defaults_leave_the_bare_suite_name():
+def test_a_results_file_name_tells_every_setting_apart_and_comes_back_to_the_same_settings():
     """The naming rule as a function (the commands above see it only through files): over a grid of every
-    setting, no two settings share a file name, the defaults give the suite's own name, and a name carries each
-    setting that differs from its default."""
+    setting, no two settings share a file name, the defaults give the suite's own name, a name carries each
+    setting that differs from its default, and reading a name back gives the settings it shows."""
     import itertools
 
-    from bidir_cli.runs.settings import DEFAULT_SETTINGS, prompt_key, results_stem
+    from bidir_cli.runs.settings import EvalSettings, prompt_key
 
     grid = {
         "truncate_dim": [None, 64, 128],
@@ -342,20 +342,28 @@ def test_a_results_file_name_tells_every_setting_apart_and_defaults_leave_the_ba
         ],
     }
     stems = {}
+    default = EvalSettings()
     for values in itertools.product(*grid.values()):
-        settings = dict(zip(grid, values))
-        stem = results_stem("scifact", settings)
+        settings = EvalSettings.from_record(dict(zip(grid, values)))
+        stem = settings.stem("scifact")
         assert stems.setdefault(stem, settings) == settings, f"{settings} and {stems[stem]} share {stem}"
         parts = stem.split("--")
         assert parts[0] == "scifact"
         for key in ("precision", "backend", "model_backend"):
-            assert (settings[key] in parts[1:]) == (settings[key] != DEFAULT_SETTINGS[key])
-        assert (f"dim{settings['truncate_dim']}" in parts) == (settings["truncate_dim"] is not None)
-        assert ("len128" in parts) == ("max_seq_length" in settings["overrides"])
-        key = prompt_key(settings["overrides"])
-        assert (key is not None and f"p{key}" in parts) == ("query_prompt" in settings["overrides"])
-    assert results_stem("scifact", DEFAULT_SETTINGS) == "scifact"
+            assert (getattr(settings, key) in parts[1:]) == (getattr(settings, key) != getattr(default, key))
+        assert (f"dim{settings.truncate_dim}" in parts) == (settings.truncate_dim is not None)
+        overrides = dict(settings.overrides)
+        assert ("len128" in parts) == ("max_seq_length" in overrides)
+        key = prompt_key(overrides)
+        assert (key is not None and f"p{key}" in parts) == ("query_prompt" in overrides)
+        # Back from the name: the same suite and the same flags (prompts as their key), and a copy number.
+        suite, back, copy = EvalSettings.from_stem(stem + "--3")
+        assert (suite, back.stem(suite), copy) == ("scifact", stem, 3)
+        if "query_prompt" not in overrides:
+            assert back == settings
+    assert default.stem("scifact") == "scifact"
     assert len(stems) == len(list(itertools.product(*grid.values())))
+    assert EvalSettings.from_stem("notes-by-hand") == ("notes-by-hand", default, None)
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])

@@ -11,28 +11,26 @@ import glob
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
 from ..runs.results import EvalResult
 from ..runs.rundir import RunDir
-from ..runs.settings import DEFAULT_SETTINGS, NUMBER_SETTINGS, describe_setting
+from ..runs.settings import DEFAULT_SETTINGS, NUMBER_SETTINGS, EvalSettings, describe_setting
 from .comparison import ALPHA, MEAN, POWER, TARGET_DIFF, Cell, Column, Comparison, Difference, Source
 from .meta_rows import meta_rows
 from .stats import compare_runs, holm, seed_mean_std
 
 
 def load_columns(
-    inputs: list[str], groups: list[str], suite: str | None, settings: dict[str, Any] | None = None
+    inputs: list[str], groups: list[str], suite: str | None, settings: EvalSettings = DEFAULT_SETTINGS
 ) -> list[Column]:
     """One column per positional input, then one per ``--group NAME=GLOB``, names checked unique.
 
     ``suite`` and ``settings`` (the number settings wanted, default :data:`DEFAULT_SETTINGS`) choose a run
     directory's results file.
     """
-    settings = {**DEFAULT_SETTINGS, **(settings or {})}
     columns = []
     for arg in inputs:
         source = load_source(Path(arg), suite, settings)
@@ -57,7 +55,7 @@ def load_columns(
     return columns
 
 
-def load_source(path: Path, suite: str | None, settings: dict[str, Any] = DEFAULT_SETTINGS) -> Source:
+def load_source(path: Path, suite: str | None, settings: EvalSettings = DEFAULT_SETTINGS) -> Source:
     """A run directory (the results file of its evaluation that ``suite`` and ``settings`` choose, and its
     meta.json) or a results file (taken as it is).
 
@@ -78,8 +76,12 @@ def load_source(path: Path, suite: str | None, settings: dict[str, Any] = DEFAUL
 
 
 def _column_name(run: RunDir, result: EvalResult, path: Path) -> str:
-    suffix = path.stem.removeprefix(run.results_file(result.suite["name"]).stem)
-    return run.path.name + (suffix if suffix != path.stem else f"--{path.stem}")
+    """The run's name, with the settings (and copy number) its results file's name shows (``mnbrl--dim64``);
+    a file named otherwise adds its whole name."""
+    suite, settings, copy = EvalSettings.from_stem(path.stem)
+    if suite != run.results_file(result.suite["name"]).stem:
+        return f"{run.path.name}--{path.stem}"
+    return "--".join([run.path.name, *settings.parts(), *([str(copy)] if copy else [])])
 
 
 def match_datasets(columns: list[Column]) -> tuple[list[str], dict[str, list[str]]]:

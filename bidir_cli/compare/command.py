@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 from ..errors import InputError
+from ..runs.settings import DEFAULT_SETTINGS, EvalSettings
 from .build import build_comparison, load_columns
 from .comparison import TARGET_DIFF, Comparison
 
@@ -27,7 +27,7 @@ def compare_command(
     suite: str | None,
     permutations: int,
     seed: int,
-    settings: dict[str, Any] | None = None,
+    settings: EvalSettings = DEFAULT_SETTINGS,
     mixed_settings: bool = False,
     target_diff: float = TARGET_DIFF,
 ) -> Comparison:

@@ -29,6 +29,7 @@ from ..models.load import backend_problem, load_for_evaluation, resolve_model
 from ..models.load import max_seq_length as model_max_seq_length
 from ..runs.environment import now, versions
 from ..runs.results import DatasetResult, EvalResult, suite_identity
+from ..runs.settings import EvalSettings
 from .embedding_cache import EmbeddingCache, cache_parts, default_cache_dir
 from .encode import encode, precision_problem
 from .metrics import METRIC_NAMES, PRIMARY_METRIC, TOP_K, query_metrics
@@ -308,7 +309,7 @@ def parse_truncate_dims(value: str | int | None) -> list[int | None]:
 
 def _output_path(output: Path, dim: int | None, several: bool) -> Path:
     """``--output`` for one truncation of several: ``out.json`` -> ``out--dim64.json``."""
-    return output.with_name(f"{output.stem}--dim{dim}{output.suffix}") if several else output
+    return output.with_name(EvalSettings(truncate_dim=dim).stem(output.stem) + output.suffix) if several else output
 
 
 def eval_command(

@@ -18,6 +18,7 @@ from .metrics import GRADED_METRIC, SHOWN_METRICS
 
 if TYPE_CHECKING:
     from ..runs.results import EvalResult
+from ..runs.settings import EvalSettings
 
 
 def results_console() -> Console:
@@ -72,7 +73,7 @@ def render_eval(result: EvalResult, console: Console) -> None:
             *(mteb_cells(mean["ndcg@10"], mteb_mean) if with_mteb else []),
             f"{sum(d.time_s for d in result.datasets.values()):.1f}",
         )
-    settings = result.stem.split("--")[1:]  # the settings that name its file (dim64, bf16, ...)
+    settings = EvalSettings.from_record(result.settings).parts()  # what names its file (dim64, bf16, ...)
     where = f" ({', '.join(settings)})" if settings else ""
     console.print(f"{result.model.get('name')} on {result.suite['name']}{where}", highlight=False)
     console.print(table)

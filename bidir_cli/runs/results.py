@@ -5,25 +5,7 @@ suite's evaluation of one model: for each dataset its identity, counts, aggregat
 the per-query value of every metric, so that ``bidir compare`` can run paired tests on any metric
 without loading a model.
 
-Which settings a result was computed under decides where it is stored and what it may be merged with.
-The *number settings* (:data:`NUMBER_SETTINGS`: the suite, truncation, prompts, maximum sequence length,
-precision, backend, model backend, similarity, and which of the model's own prompts and length the
-command line overrode) change the numbers; device, batch size, ``--trust-remote-code`` and the embedding
-cache do not. A run keeps one file per suite and number settings (:func:`results_stem`), the name showing
-each flag that differs from its default, in this order::
-
-    eval/<suite>.json                   full dimension, fp32, the bidir backend on torch, the model's own
-                                        prompts and maximum sequence length
-    eval/<suite>--dim64.json            --truncate-dim 64 (--truncate-dim 384,64 writes --dim384 and --dim64)
-    eval/<suite>--dim64--bf16.json      --truncate-dim 64 --precision bf16
-    eval/<suite>--mteb.json             --backend mteb
-    eval/<suite>--openvino.json         --model-backend openvino (onnx: --onnx)
-    eval/<suite>--len128.json           --max-seq-length 128
-    eval/<suite>--p1a2b3c4d.json        --query-prompt and/or --document-prompt: ``p`` and the first 8 hex
-                                        digits of the SHA-256 of the prompts given (:func:`prompt_key`)
-    eval/<suite>--2.json                the same settings but another model fingerprint (or a setting that the
-                                        name does not show, such as the model's own prompts or per-dataset
-                                        prompts of a suite file): never merged with the first
+Which settings a result was computed under decides its file's name (:mod:`bidir_cli.runs.settings`).
 
 An evaluation of some of a suite's datasets is merged into the file of the same settings when the model
 fingerprint and every number setting are the same, and each dataset in both has the same content and the
@@ -66,7 +48,7 @@ from typing import Any
 
 from ..errors import InputError
 from .atomic import atomic_write_json
-from .settings import DEFAULT_SETTINGS, NUMBER_SETTINGS, describe_setting, results_stem
+from .settings import NUMBER_SETTINGS, EvalSettings, describe_setting
 
 FORMAT = "bidir.eval/2"
 
@@ -159,12 +141,13 @@ class EvalResult:
     @property
     def number_settings(self) -> dict[str, Any]:
         """The settings that change the numbers, with defaults for those an older file did not record."""
-        return {k: self.settings.get(k, DEFAULT_SETTINGS.get(k)) for k in NUMBER_SETTINGS}
+        recorded = EvalSettings.from_record(self.settings).record()  # defaults where an older file lacks a flag
+        return {k: self.settings.get(k, recorded.get(k)) for k in NUMBER_SETTINGS}
 
     @property
     def stem(self) -> str:
         """The name of this result's file in a run's ``eval/`` (without a ``--N`` for a clash)."""
-        return results_stem(self.suite["name"], self.settings)
+        return EvalSettings.from_record(self.settings).stem(self.suite["name"])
 
     def differences(self, other: EvalResult) -> list[str]:
         """What keeps two results from being one evaluation: model, suite, or a number setting."""

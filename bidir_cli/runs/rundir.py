@@ -24,13 +24,12 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import InputError
 from .atomic import atomic_write_json
 from .meta import LEGACY_RUN_FORMAT, RunMeta
 from .results import EvalResult
-from .settings import describe_settings
+from .settings import EvalSettings
 from .train_log import TrainLog
 
 
@@ -123,7 +122,7 @@ class RunDir:
     def write_meta(self, meta: RunMeta) -> None:
         atomic_write_json(self.meta, meta.to_dict())
 
-    def find_results(self, suite: str | None, settings: dict[str, Any]) -> tuple[Path, EvalResult]:
+    def find_results(self, suite: str | None, settings: EvalSettings) -> tuple[Path, EvalResult]:
         """The run's results file of the suite (if given) and evaluation settings asked for.
 
         Raises:
@@ -135,16 +134,13 @@ class RunDir:
         chosen = [
             (path, result)
             for path, result in found
-            if (suite is None or result.suite["name"] == suite)
-            and all(result.number_settings[k] == v for k, v in settings.items())
+            if (suite is None or result.suite["name"] == suite) and settings.selects(result.settings)
         ]
         if len(chosen) == 1:
             return chosen[0]
-        wanted = ", ".join([*([f"suite {suite}"] if suite else []), describe_settings(settings)])
+        wanted = ", ".join([*([f"suite {suite}"] if suite else []), settings.describe()])
         listing = "; ".join(
-            f"eval/{path.name} (suite {r.suite['name']}, "
-            + describe_settings({k: r.number_settings[k] for k in settings})
-            + ")"
+            f"eval/{path.name} (suite {r.suite['name']}, {EvalSettings.from_record(r.settings).describe()})"
             for path, r in found
         )
         if not chosen:

@@ -1,15 +1,10 @@
-"""Typed evaluation results, with to/from disk.
-
-One results file (``runs/<name>/eval/<suite>.json``, or any ``--output`` of ``bidir eval``) holds a
-suite's evaluation of one model: for each dataset its identity, counts, aggregated metrics and
-the per-query value of every metric, so that ``bidir compare`` can run paired tests on any metric
-without loading a model.
+"""The evaluation settings that change a result's numbers, and the results file they name.
 
 Which settings a result was computed under decides where it is stored and what it may be merged with.
 The *number settings* (:data:`NUMBER_SETTINGS`: the suite, truncation, prompts, maximum sequence length,
 precision, backend, model backend, similarity, and which of the model's own prompts and length the
 command line overrode) change the numbers; device, batch size, ``--trust-remote-code`` and the embedding
-cache do not. A run keeps one file per suite and number settings (:func:`results_stem`), the name showing
+cache do not. A run keeps one file per suite and number settings (:meth:`EvalSettings.stem`), the name showing
 each flag that differs from its default, in this order::
 
     eval/<suite>.json                   full dimension, fp32, the bidir backend on torch, the model's own
@@ -25,41 +20,16 @@ each flag that differs from its default, in this order::
                                         name does not show, such as the model's own prompts or per-dataset
                                         prompts of a suite file): never merged with the first
 
-An evaluation of some of a suite's datasets is merged into the file of the same settings when the model
-fingerprint and every number setting are the same, and each dataset in both has the same content and the
-same per-dataset prompts (its datasets replace theirs, the others stay); otherwise it goes to the next free
-name. A result is never replaced by one computed under other settings.
-
-Layout on disk (``format`` = ``bidir.eval/2``; ``bidir.eval/1`` files, without per-dataset ``created``,
-are still read)::
-
-    {
-      "format": "bidir.eval/2",
-      "suite": {"name": "nanobeir", "source": "...", "hash": "..."},
-      "model": {"name": "...", "fingerprint": "..."},
-      "settings": {"batch_size": 64, "truncate_dim": null, "backend": "bidir", "model_backend": "torch",
-                   "device": "cpu", "prompts": {...}, "max_seq_length": 256, "overrides": {}, ...},
-      "versions": {"bidir": "...", "sentence-transformers": "...", ...},
-      "created": "2026-11-27T10:00:00+00:00",
-      "datasets": {
-        "<name>": {
-          "hash": "...", "source": "...",
-          "counts": {"corpus": 5183, "queries": 300, ...},
-          "metrics": {"ndcg@10": 0.64, ...},
-          "query_ids": ["q1", "q2", ...],
-          "per_query": {"ndcg@10": [0.5, 1.0, ...], ...},
-          "time_s": 12.3,
-          "created": "2026-11-27T10:00:00+00:00"
-        }
-      },
-      "mean": {"ndcg@10": 0.61, ...}
-    }
+:class:`EvalSettings` is the one value for the flags that name a file; :meth:`EvalSettings.stem` is the one way
+to a file name and :meth:`EvalSettings.from_stem` the one way back. Nothing else builds or parses these names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+from dataclasses import dataclass
 from typing import Any
 
 # The settings that change the numbers (with the suite): results that differ in one are never merged.
@@ -75,20 +45,96 @@ NUMBER_SETTINGS = (
     "similarity",
     "overrides",
 )
-
-
-# Their values when a flag does not say otherwise (and in files written before the flag existed); a file's
-# name shows the flags that differ from them.
-DEFAULT_SETTINGS = {
-    "truncate_dim": None,
-    "precision": "fp32",
-    "backend": "bidir",
-    "model_backend": "torch",
-    "overrides": {},
-}
-
-
 PROMPT_FLAGS = ("query_prompt", "document_prompt")
+PRECISIONS, BACKENDS, MODEL_BACKENDS = ("fp32", "bf16", "fp16"), ("bidir", "mteb"), ("torch", "onnx", "openvino")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """The flags of ``bidir eval`` that change the numbers and name the results file (a value: frozen).
+
+    ``overrides`` are the prompts and maximum length the command line set, as ``(flag, value)`` pairs in flag
+    order; a name shows the prompts only as the key of their hash, so settings read back from a name hold them
+    as ``(("prompts", KEY),)``."""
+
+    truncate_dim: int | None = None
+    precision: str = "fp32"
+    backend: str = "bidir"
+    model_backend: str = "torch"
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def from_record(cls, settings: dict[str, Any]) -> EvalSettings:
+        """The settings a results file recorded (``settings`` of its JSON; a flag absent from an older file is
+        at its default)."""
+        overrides = settings.get("overrides") or {}
+        return cls(
+            truncate_dim=settings.get("truncate_dim"),
+            precision=settings.get("precision", "fp32"),
+            backend=settings.get("backend", "bidir"),
+            model_backend=settings.get("model_backend", "torch"),
+            overrides=tuple(sorted(overrides.items())),
+        )
+
+    def record(self) -> dict[str, Any]:
+        """The keys a results file records them under."""
+        return {"truncate_dim": self.truncate_dim, "precision": self.precision, "backend": self.backend,
+                "model_backend": self.model_backend, "overrides": dict(self.overrides)}  # fmt: skip
+
+    def parts(self) -> list[str]:
+        """The pieces of a file name after the suite: each flag that is not at its default, in a fixed order."""
+        default, overrides = EvalSettings(), dict(self.overrides)
+        parts = [] if self.truncate_dim is None else [f"dim{self.truncate_dim}"]
+        parts += [
+            getattr(self, k)
+            for k in ("precision", "backend", "model_backend")
+            if getattr(self, k) != getattr(default, k)
+        ]
+        if overrides.get("max_seq_length") is not None:
+            parts.append(f"len{overrides['max_seq_length']}")
+        if key := prompt_key(overrides):
+            parts.append(f"p{key}")
+        return parts
+
+    def stem(self, suite: str) -> str:
+        """A results file's name without ``.json``: the suite, then :meth:`parts`."""
+        return "--".join([suite, *self.parts()])
+
+    @classmethod
+    def from_stem(cls, stem: str) -> tuple[str, EvalSettings, int | None]:
+        """A results file's name back: (suite, the settings it shows, the copy number of a ``--N`` file)."""
+        suite, *parts = stem.split("--")
+        found: dict[str, Any] = {}
+        overrides: dict[str, Any] = {}
+        copy = None
+        for part in parts:
+            if m := re.fullmatch(r"dim(\d+)", part):
+                found["truncate_dim"] = int(m.group(1))
+            elif part in PRECISIONS:
+                found["precision"] = part
+            elif part in BACKENDS:
+                found["backend"] = part
+            elif part in MODEL_BACKENDS:
+                found["model_backend"] = part
+            elif m := re.fullmatch(r"len(\d+)", part):
+                overrides["max_seq_length"] = int(m.group(1))
+            elif m := re.fullmatch(r"p([0-9a-f]{8})", part):
+                overrides["prompts"] = m.group(1)
+            elif part.isdigit():
+                copy = int(part)
+            else:
+                return stem, cls(), None  # not a name bidir made: the whole stem is the suite's
+        return suite, cls(**found, overrides=tuple(sorted(overrides.items()))), copy
+
+    def selects(self, result_settings: dict[str, Any]) -> bool:
+        """Whether a results file recorded exactly these settings."""
+        return EvalSettings.from_record(result_settings) == self
+
+    def describe(self) -> str:
+        return describe_settings(self.record())
+
+
+DEFAULT_SETTINGS = EvalSettings()
 
 
 def describe_setting(key: str, value: Any) -> str:
@@ -118,25 +164,9 @@ def describe_settings(settings: dict[str, Any]) -> str:
 
 def prompt_key(overrides: dict[str, Any]) -> str | None:
     """8 hex digits naming the prompts given on the command line (None when none was)."""
+    if "prompts" in overrides:  # settings read back from a file name hold only the key
+        return overrides["prompts"]
     given = {k: overrides[k] for k in PROMPT_FLAGS if k in overrides}
     if not given:
         return None
     return hashlib.sha256(json.dumps(given, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def results_stem(suite: str, settings: dict[str, Any]) -> str:
-    """A results file's name without ``.json``: the suite, then each flag setting that is not the default."""
-    parts = [suite]
-    if settings.get("truncate_dim") is not None:
-        parts.append(f"dim{settings['truncate_dim']}")
-    parts += [
-        settings[k]
-        for k in ("precision", "backend", "model_backend")
-        if settings.get(k, DEFAULT_SETTINGS[k]) != DEFAULT_SETTINGS[k]
-    ]
-    overrides = settings.get("overrides") or {}
-    if overrides.get("max_seq_length") is not None:
-        parts.append(f"len{overrides['max_seq_length']}")
-    if key := prompt_key(overrides):
-        parts.append(f"p{key}")
-    return "--".join(parts)
