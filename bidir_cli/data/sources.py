@@ -13,6 +13,7 @@ import hashlib
 import json
 import random
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from ..errors import InputError
 from .mining_record import is_sidecar, mined_identity
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+BATCH = 10_000  # rows validated, hashed or read at once: the data itself stays in Arrow, memory-mapped
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -74,10 +76,11 @@ class TrainingData:
         return sum(len(s.dataset) for s in self.sources)
 
     def texts(self):
-        """Every training text (for training a tokenizer)."""
+        """Every training text (for training a tokenizer), read in batches (the data stays in Arrow)."""
         for s in self.sources:
-            for column in s.dataset.column_names:
-                yield from s.dataset[column]
+            for batch in s.dataset.iter(batch_size=BATCH):
+                for column in s.dataset.column_names:
+                    yield from batch[column]
 
 
 def resolve_location(source: str, base_dir: Path, where: str) -> tuple[str, Path | str]:
@@ -238,6 +241,170 @@ def default_name(source: str) -> str:
 
 
 def load_source(cfg: SourceConfig, base_dir: Path, where: str) -> Source:
+    """A source read through ``datasets`` into Arrow (memory-mapped, cached by ``datasets``), its rows chosen
+    (``limit``, ``sample``), validated and hashed in batches; never copied into Python rows. Anything the fast path
+    does not accept as it is (a parse error, a column of other than text, a null, an empty or blank text, a
+    missing column) is read again row by row (:func:`load_source_rows`), which names the file and row, so bad
+    data gets the same one message either way."""
+    kind, location = resolve_location(cfg.source, base_dir, f"{where}.source")
+    loaded = arrow_rows(cfg, kind, location)
+    if loaded is None:
+        return load_source_rows(cfg, base_dir, where)
+    keep = chosen_rows(len(loaded), cfg)
+    if keep is not None and len(keep) == 0 or len(loaded) == 0:
+        raise InputError(f"{where}: {location} holds no rows")
+    wanted = role_columns(loaded.column_names, cfg)
+    try:
+        digest = wanted and checked_hash(loaded, list(wanted.values()), keep)
+    except Exception:  # noqa: BLE001 - Arrow refuses the bytes (not UTF-8, ...): the row-by-row reader names them
+        digest = None
+    if not digest:
+        return load_source_rows(cfg, base_dir, where)
+    dataset = loaded if keep is None else loaded.select(keep)
+    dataset = dataset.select_columns(list(wanted.values())).rename_columns(
+        {column: role for role, column in wanted.items() if column != role}
+    )
+    return Source(
+        name=cfg.name or default_name(cfg.source),
+        dataset=dataset,
+        identity=identity(cfg, kind, location, len(dataset), len(wanted) - 2, digest),
+    )
+
+
+def arrow_rows(cfg: SourceConfig, kind: str, location: Path | str):
+    """The source as a ``datasets.Dataset`` (every file of a folder, in name order), or None when ``datasets``
+    cannot read it as it is (the row-by-row reader then finds and names the problem)."""
+    import datasets
+    from datasets import concatenate_datasets, load_dataset
+    from datasets.utils import logging as datasets_logging
+
+    verbosity, bars_off = datasets_logging.get_verbosity(), datasets.are_progress_bars_disabled()
+    datasets_logging.set_verbosity(datasets_logging.CRITICAL + 1)  # its parse errors are ours to report, once
+    if not sys.stderr.isatty():  # its "Generating train split" bars: on a terminal only
+        datasets.disable_progress_bars()
+    try:
+        if kind == "hub":
+            return load_dataset(cfg.source, cfg.subset, split=cfg.split, revision=cfg.revision)
+        path = Path(location)
+        files = (
+            sorted(p for p in path.iterdir() if p.suffix in _READERS and not is_sidecar(p)) if path.is_dir() else [path]
+        )
+        if not files or any(f.suffix not in _READERS for f in files):
+            return None
+        parts = [_load_file(f) for f in files]
+        return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    except Exception:  # noqa: BLE001 - any reading problem: the row-by-row reader names it
+        return None
+    finally:
+        datasets_logging.set_verbosity(verbosity)
+        if not bars_off:
+            datasets.enable_progress_bars()
+
+
+def _load_file(path: Path):
+    from datasets import load_dataset
+
+    if path.suffix == ".csv":  # every field as text, an empty field as "" (what csv.DictReader gives)
+        from datasets import Features, Value
+
+        with path.open(encoding="utf-8", newline="") as f:
+            header = next(csv.reader(f))
+        features = Features({column: Value("string") for column in header})
+        return load_dataset("csv", data_files=str(path), split="train", features=features, na_filter=False)
+    builder = "parquet" if path.suffix == ".parquet" else "json"
+    if builder == "json":  # JSON read 1 MiB at a time into the Arrow copy: the peak stays small (10 MiB by default)
+        return load_dataset(builder, data_files=str(path), split="train", chunksize=1 << 20)
+    return load_dataset(builder, data_files=str(path), split="train")
+
+
+def chosen_rows(rows: int, cfg: SourceConfig) -> list[int] | None:
+    """The rows ``limit`` or ``sample`` chooses, in file order (the same draw as the row-by-row reader), or None
+    for every row."""
+    if cfg.limit is not None and cfg.limit < rows:
+        return list(range(cfg.limit))
+    if cfg.sample is not None and cfg.sample < rows:
+        return sorted(random.Random(cfg.sample_seed).sample(range(rows), cfg.sample))
+    return None
+
+
+def role_columns(available: list[str], cfg: SourceConfig) -> dict[str, str] | None:
+    """Role (anchor, positive, negative_1..) -> source column, or None when a wanted column is missing or one
+    column would fill two roles (the row-by-row reader then says which)."""
+    negatives = cfg.columns.negatives
+    if negatives is None:
+        negatives = sorted((c for c in available if _NEGATIVE.match(c)), key=lambda c: (len(c), c))
+    wanted = {"anchor": cfg.columns.anchor, "positive": cfg.columns.positive}
+    wanted |= {f"negative_{i}": column for i, column in enumerate(negatives, start=1)}
+    ok = all(c in available for c in wanted.values()) and len(set(wanted.values())) == len(wanted)
+    return wanted if ok else None
+
+
+def arrow_batches(dataset, columns: list[str], keep: list[int] | None):
+    """The chosen rows of ``columns``, batch by batch, read from the dataset's cache files with ordinary reads:
+    memory-mapping them would count every page read as the process's memory."""
+    import pyarrow as pa
+
+    if not dataset.cache_files:  # an in-memory dataset (small by construction)
+        yield from dataset.select_columns(columns).with_format("arrow").iter(batch_size=BATCH)
+        return
+    wanted = None if keep is None else set(keep)
+    start = 0
+    for entry in dataset.cache_files:  # in the dataset's row order
+        with pa.OSFile(entry["filename"]) as f:
+            for batch in pa.ipc.open_stream(f):
+                rows = batch.num_rows
+                if wanted is not None:
+                    batch = batch.filter(pa.array([start + i in wanted for i in range(rows)]))
+                start += rows
+                yield batch.select(columns)
+
+
+def checked_hash(dataset, columns: list[str], keep: list[int] | None) -> str | None:
+    """:func:`content_hash` of the chosen rows of ``columns`` (the same bytes, so the same hash as the row-by-row
+    reader), or None when a value is not a string with a non-blank character (a null, an empty or blank text,
+    another type): then the row-by-row reader names the row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    h = hashlib.sha256()
+    for batch in arrow_batches(dataset, columns, keep):
+        for values in batch.columns:
+            if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)) or values.null_count:
+                return None
+            if len(values) and not pc.all(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)).as_py():
+                return None
+        for row in zip(*(c.to_pylist() for c in batch.columns)):
+            h.update(json.dumps(list(row), ensure_ascii=False).encode("utf-8"))
+            h.update(b"\n")
+    return h.hexdigest()
+
+
+def identity(
+    cfg: SourceConfig, kind: str, location: Path | str, rows: int, negatives: int, digest: str
+) -> dict[str, Any]:
+    """What meta.json records of a source: where it came from, the rows chosen and a hash of exactly them."""
+    found = {
+        "name": cfg.name or default_name(cfg.source),
+        "source": cfg.source,
+        "kind": "hub" if kind == "hub" else "demo" if cfg.source.startswith("demo:") else "local",
+        "location": str(location),
+        "revision": cfg.revision,
+        "subset": cfg.subset,
+        "split": cfg.split if kind == "hub" else None,
+        "limit": cfg.limit,
+        "sample": None if cfg.sample is None else {"rows": cfg.sample, "seed": cfg.sample_seed},
+        "rows": rows,
+        "negatives": negatives,
+        "hash": digest,
+    }
+    if kind == "local" and (mined := mined_identity(Path(location), LOCAL_SUFFIXES)) is not None:
+        found["mined"] = mined
+    return found
+
+
+def load_source_rows(cfg: SourceConfig, base_dir: Path, where: str) -> Source:
+    """The row-by-row reader: every row a Python dict, each checked with its file and row named. Used where the
+    Arrow path declines a source, so that a bad row gets its precise message."""
     from datasets import Dataset
 
     kind, location = resolve_location(cfg.source, base_dir, f"{where}.source")
@@ -250,24 +417,8 @@ def load_source(cfg: SourceConfig, base_dir: Path, where: str) -> Source:
     if not rows:
         raise InputError(f"{where}: {location} holds no rows")
     columns = map_columns(rows, cfg, where, str(location))
-    identity = {
-        "name": cfg.name or default_name(cfg.source),
-        "source": cfg.source,
-        "kind": "hub" if kind == "hub" else "demo" if cfg.source.startswith("demo:") else "local",
-        "location": str(location),
-        "revision": cfg.revision,
-        "subset": cfg.subset,
-        "split": cfg.split if kind == "hub" else None,
-        "limit": cfg.limit,
-        "sample": None if cfg.sample is None else {"rows": cfg.sample, "seed": cfg.sample_seed},
-        "rows": len(rows),
-        "negatives": len(columns) - 2,
-        "hash": content_hash(columns),
-    }
-    if kind == "local":
-        if (mined := mined_identity(location, LOCAL_SUFFIXES)) is not None:
-            identity["mined"] = mined
-    return Source(name=identity["name"], dataset=Dataset.from_dict(columns), identity=identity)
+    found = identity(cfg, kind, location, len(rows), len(columns) - 2, content_hash(columns))
+    return Source(name=found["name"], dataset=Dataset.from_dict(columns), identity=found)
 
 
 def load_training_data(cfg: DataConfig, base_dir: Path, seed: int) -> TrainingData:
