@@ -11,10 +11,10 @@ from sentence_transformers.util import cos_sim, dot_score
 from bidir_cli.losses import (
     CachedMultipleNegativesBidirectionalRankingLoss,
     MultipleNegativesBidirectionalRankingLoss,
-    bidirectional,
     kernel,
+    partition,
 )
-from bidir_cli.losses.bidirectional import bidirectional_loss, plain_bidirectional_loss
+from bidir_cli.losses.partition import bidirectional_loss, plain_bidirectional_loss
 
 GTE_DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
 SIMILARITIES = {"cosine": (cos_sim, 20.0), "dot": (dot_score, 0.5)}
@@ -234,7 +234,7 @@ def test_other_similarity_functions_take_the_plain_path(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the kernel must not run for an arbitrary similarity function")
 
-    monkeypatch.setattr(bidirectional, "joint_log_partition", fail)
+    monkeypatch.setattr(partition, "joint_log_partition", fail)
     columns = columns_of(4, 1)
     loss, _ = bidirectional_loss(
         columns[0], columns[1:], local_batch_size=4, offset=0, scale=1.0, similarity_fct=manhattan
@@ -244,13 +244,13 @@ def test_other_similarity_functions_take_the_plain_path(monkeypatch):
 
 def test_cached_loss_uses_the_kernel(tiny_bert, monkeypatch):
     calls = []
-    original = bidirectional.joint_log_partition
+    original = partition.joint_log_partition
 
     def spy(*args, **kwargs):
         calls.append(kwargs["local_batch_size"])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(bidirectional, "joint_log_partition", spy)
+    monkeypatch.setattr(partition, "joint_log_partition", spy)
     features = [tiny_bert.tokenize(["a cat runs", "the dog sits", "a red car"]) for _ in range(2)]
     CachedMultipleNegativesBidirectionalRankingLoss(tiny_bert, mini_batch_size=2)(features, None).backward()
     assert calls == [3]

@@ -262,16 +262,16 @@ def test_existing_run_directory_is_refused_without_resume_or_overwrite(tmp_path)
 def test_non_finite_loss_stops_names_the_step_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     import torch
 
-    from bidir_cli.losses import bidirectional
+    from bidir_cli.losses import partition
 
-    real, calls = bidirectional.bidirectional_loss, {"n": 0}
+    real, calls = partition.bidirectional_loss, {"n": 0}
 
     def poisoned(*args, **kwargs):
         loss, stats = real(*args, **kwargs)
         calls["n"] += 1
         return (loss * torch.nan if calls["n"] == 5 else loss), stats
 
-    monkeypatch.setattr(bidirectional, "bidirectional_loss", poisoned)
+    monkeypatch.setattr(partition, "bidirectional_loss", poisoned)
     config = tiny_config(tmp_path)
     out = tmp_path / "run"
     result = run_train(str(config), "--output-dir", str(out))

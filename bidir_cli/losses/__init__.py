@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
-    from .bidirectional import PartitionTracker
+    from .partition import PartitionTracker
 
 
 @dataclass(frozen=True)
@@ -107,9 +107,9 @@ WRAPPER_OPTIONS: tuple[str, ...] = tuple(dict.fromkeys(o for spec in WRAPPERS.va
 
 # Names importable from this package, loaded on first use (they need torch).
 _LAZY = {
-    "BLOCKS": "bidirectional",
-    "PARTITION_STATS": "bidirectional",
-    "PartitionTracker": "bidirectional",
+    "BLOCKS": "partition",
+    "PARTITION_STATS": "partition",
+    "PartitionTracker": "partition",
     "MultipleNegativesBidirectionalRankingLoss": "bidirectional",
     "CachedMultipleNegativesBidirectionalRankingLoss": "cached_bidirectional",
 }

@@ -10,7 +10,7 @@ from sentence_transformers.base.losses.gradcache import CachedLossMixin, has_sta
 from sentence_transformers.util import cos_sim, similarity_fct_name
 from torch import Tensor, nn
 
-from .bidirectional import CITATION, DOC_DOC_MASKS, DocDocMask, PartitionTracker, gathered_loss, resolve_scale
+from .partition import CITATION, DocDocMask, PartitionTracker, check_doc_doc_mask, gathered_loss, resolve_scale
 
 GRADCACHE_CITATION = """
 @misc{gao2021scaling,
@@ -99,8 +99,7 @@ class CachedMultipleNegativesBidirectionalRankingLoss(CachedLossMixin, nn.Module
                 "cannot be split into mini-batches, and it needs no caching. Use "
                 "MultipleNegativesBidirectionalRankingLoss (loss: mnbrl) instead."
             )
-        if doc_doc_mask not in DOC_DOC_MASKS:
-            raise ValueError(f"doc_doc_mask must be one of {DOC_DOC_MASKS}, got {doc_doc_mask!r}")
+        check_doc_doc_mask(doc_doc_mask)
         if mini_batch_size < 1:
             raise ValueError(f"mini_batch_size must be at least 1, got {mini_batch_size}")
         self.model = model

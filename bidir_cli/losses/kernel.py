@@ -242,7 +242,7 @@ def joint_log_partition(
 
     Returns:
         ``log_z`` (B,), differentiable; the detached block log-partitions (B, 4) in the order of
-        :data:`~bidir_cli.losses.bidirectional.BLOCKS`; and the positive logit ``scale * s(q_i, d+_i)`` (B,),
+        :data:`~bidir_cli.losses.partition.BLOCKS`; and the positive logit ``scale * s(q_i, d+_i)`` (B,),
         differentiable.
     """
     with torch.autocast(device_type=queries.device.type, enabled=False):
