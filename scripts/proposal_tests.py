@@ -15,7 +15,6 @@ far one run per loss can be trusted: the difference of two single runs varies by
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import statistics
@@ -28,6 +27,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bidir_cli.compare.stats.sign_flip import sign_flip_test  # noqa: E402
+from bidir_cli.experiment.records import Summary  # noqa: E402
 from bidir_cli.runs.results import EvalResult  # noqa: E402
 
 SECTION = "## The proposal's result"
@@ -64,13 +64,12 @@ def run_sd(folder: Path, suite: str) -> dict[str, tuple[int, float]]:
 def untrained_against_baseline(folder: Path, suite: str) -> tuple[str, float, float] | None:
     """The experiment's own test of its untrained model against the baseline arm (summary.json's mean row):
     (baseline, difference, p), or None when it has no base column."""
-    summary = folder / "summary.json"
-    if not summary.is_file():
+    path = folder / "summary.json"
+    if not path.is_file():
         return None
-    comparison = json.loads(summary.read_text(encoding="utf-8"))["comparisons"].get(suite)
-    mean = next((r for r in comparison["rows"] if r["name"] == "mean"), None) if comparison else None
-    base = mean and mean["differences"].get("base")
-    return (comparison["baseline"], base["diff"], base["p"]) if base else None
+    summary = Summary.load(path)
+    base = summary.mean_difference(suite, "base")
+    return (summary.baseline, base["diff"], base["p"]) if base else None
 
 
 def report(reference: Path, runs: list[Path], suite: str) -> str:
@@ -126,7 +125,7 @@ def report(reference: Path, runs: list[Path], suite: str) -> str:
         untrained = untrained_against_baseline(folder, suite)
         if untrained and untrained[2] > 0.05:
             baseline, diff, p = untrained
-            varies = json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("seeds_vary", "")
+            varies = Summary.load(folder / "summary.json").seeds_vary or ""
             md[-1] += (
                 f" Here the fine-tuned runs score like the untrained model on average (the untrained model minus "
                 f"{baseline}: {diff:+.4f}, p = {p:.3f}), yet they moved: each changed many queries' scores and is "

@@ -34,6 +34,7 @@ from bidir_cli.compare.stats import holm  # noqa: E402
 from bidir_cli.eval.metrics import PRIMARY_METRIC  # noqa: E402
 from bidir_cli.eval.suites import resolve_suite  # noqa: E402
 from bidir_cli.experiment.cells import Cell, Experiment  # noqa: E402
+from bidir_cli.experiment.records import Summary  # noqa: E402
 from bidir_cli.runs.results import EvalResult  # noqa: E402
 from bidir_cli.runs.settings import DEFAULT_SETTINGS  # noqa: E402
 
@@ -152,8 +153,6 @@ def overlap_lines(exp: Experiment) -> list[str]:
 
 
 def report(experiments: list[tuple[Path, Path]]) -> str:
-    import json
-
     loaded = [Experiment(file, folder) for file, folder in experiments]
     command = " ".join(f"{f}={d}" for f, d in experiments)
     md = ["## Reading the results: what the figures rest on", "",
@@ -180,8 +179,8 @@ def report(experiments: list[tuple[Path, Path]]) -> str:
                *against, ""]  # fmt: skip
     fixed = []
     for exp in loaded:
-        summary = json.loads((exp.dir / "summary.json").read_text(encoding="utf-8"))
-        for suite, comparison in summary["comparisons"].items():
+        summary = Summary.load(exp.dir / "summary.json")
+        for suite, comparison in summary.comparisons.items():
             rows = {r["name"]: r for r in comparison["rows"]}
             fixed += fixed_queries_rows(exp, next(s for s in exp.suites if resolve_suite(s).name == suite), rows)
     if fixed:

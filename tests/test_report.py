@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bidir_cli.compare.comparison import MEAN, Cell, Column, Comparison, Difference, MetaRow, Source
+from bidir_cli.compare.comparison import MEAN, Aggregate, Column, Comparison, Difference, MetaRow, Source
 from bidir_cli.compare.render import render_csv, render_json, render_markdown, render_table, save_plot
 from bidir_cli.runs.results import EvalResult
 
@@ -26,17 +26,17 @@ def hand_comparison(with_others: bool = True) -> Comparison:
     """The proposal's NanoFEVER and NanoNQ rows, with a three-seed group "gte" against a single run "base"."""
     columns = [Column("base", [source("base")])]
     cells = {
-        "NanoFEVER": {"base": Cell(0.8029, None, [0.8029])},
-        "NanoNQ": {"base": Cell(0.6336, None, [0.6336])},
-        MEAN: {"base": Cell(0.71825, None, [0.71825])},
+        "NanoFEVER": {"base": Aggregate(0.8029, None, [0.8029])},
+        "NanoNQ": {"base": Aggregate(0.6336, None, [0.6336])},
+        MEAN: {"base": Aggregate(0.71825, None, [0.71825])},
     }
     differences = {row: {} for row in cells}
     meta_rows = []
     if with_others:
         columns.append(Column("gte", [source(f"gte-seed{i}") for i in range(3)], group=True))
-        cells["NanoFEVER"]["gte"] = Cell(0.7971, 0.0012, [0.7960, 0.7971, 0.7982])
-        cells["NanoNQ"]["gte"] = Cell(0.6400, 0.0031, [0.6369, 0.6400, 0.6431])
-        cells[MEAN]["gte"] = Cell(0.71855, 0.0020, [0.71645, 0.71855, 0.72065])
+        cells["NanoFEVER"]["gte"] = Aggregate(0.7971, 0.0012, [0.7960, 0.7971, 0.7982])
+        cells["NanoNQ"]["gte"] = Aggregate(0.6400, 0.0031, [0.6369, 0.6400, 0.6431])
+        cells[MEAN]["gte"] = Aggregate(0.71855, 0.0020, [0.71645, 0.71855, 0.72065])
         # One run on the baseline's side: the paired sign-flip test, whose runs needed are unknown.
         flip = {"test": "sign_flip", "df": None, "exact": False, "runs_needed": None, "runs_needed_text": "unknown"}
         differences["NanoFEVER"]["gte"] = Difference(

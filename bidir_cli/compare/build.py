@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..runs.results import EvalResult
 from ..runs.rundir import RunDir
 from ..runs.settings import DEFAULT_SETTINGS, NUMBER_SETTINGS, EvalSettings, describe_setting
-from .comparison import ALPHA, MEAN, POWER, TARGET_DIFF, Cell, Column, Comparison, Difference, Source
+from .comparison import ALPHA, MEAN, POWER, TARGET_DIFF, Aggregate, Column, Comparison, Difference, Source
 from .meta_rows import meta_rows
 from .stats import compare_runs, holm, seed_mean_std
 
@@ -191,7 +191,7 @@ def build_comparison(
             scores[column.name][dataset] = np.stack(rows)
             notes += _consistency_notes(column.sources, dataset, metric, rows)
 
-    cells: dict[str, dict[str, Cell]] = {row: {} for row in [*datasets, MEAN]}
+    cells: dict[str, dict[str, Aggregate]] = {row: {} for row in [*datasets, MEAN]}
     for name in names:
         per_seed = {dataset: scores[name][dataset].mean(axis=1) for dataset in datasets}
         for dataset in datasets:
@@ -340,9 +340,9 @@ def column_differences(
     return out
 
 
-def _cell(per_seed: np.ndarray) -> Cell:
+def _cell(per_seed: np.ndarray) -> Aggregate:
     value, std = seed_mean_std(per_seed)
-    return Cell(value=value, std=std, seeds=[float(x) for x in per_seed])
+    return Aggregate(value=value, std=std, seeds=[float(x) for x in per_seed])
 
 
 def _consistency_notes(sources: list[Source], dataset: str, metric: str, rows: list[np.ndarray]) -> list[str]:

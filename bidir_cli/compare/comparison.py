@@ -59,7 +59,7 @@ class Column:
 
 
 @dataclass
-class Cell:
+class Aggregate:
     """A column's value in one row: the mean over its seeds, their standard deviation, each seed's value."""
 
     value: float
@@ -126,7 +126,7 @@ class Comparison:
     columns: list[Column]
     datasets: list[str]
     queries: dict[str, int]  # row -> queries compared (the mean row: all of them)
-    cells: dict[str, dict[str, Cell]]  # row -> column -> cell
+    cells: dict[str, dict[str, Aggregate]]  # row -> column -> cell
     differences: dict[str, dict[str, Difference]]  # row -> non-baseline column -> difference
     meta_rows: list[MetaRow]
     left_out: dict[str, list[str]]  # dataset -> the results files that lack it

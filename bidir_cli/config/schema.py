@@ -10,7 +10,6 @@ with a suggestion, and every problem in a file is reported at once, each with it
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import InputError
+from ..errors import InputError, did_you_mean
 from ..losses import BIDIRECTIONAL_LOSSES as BIDIRECTIONAL
 from ..losses import CACHED_LOSSES as CACHED
 from ..losses import LOSS_NAMES, WRAPPER_NAMES, WRAPPER_OPTIONS, WRAPPERS
@@ -306,8 +305,7 @@ def format_errors(error: ValidationError, model: type[BaseModel] | None = None) 
         where = ".".join(str(p) for p in loc) or "(top level)"
         if err["type"] == "extra_forbidden":
             known = _known_keys(model or Config, loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(known)})" if known else ""
+            hint = did_you_mean(str(loc[-1]), known) or (f" (known keys: {', '.join(known)})" if known else "")
             lines.append(f"{where}: unknown key{hint}")
         elif err["type"] == "value_error":
             message = str(err["msg"]).removeprefix("Value error, ")

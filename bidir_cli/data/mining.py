@@ -34,9 +34,9 @@ from typing import Any
 from ..config.schema import ColumnsConfig, SourceConfig
 from ..console import library_output, log
 from ..errors import InputError
-from ..runs.atomic import atomic_open, atomic_write_json
+from ..runs.atomic import atomic_open
 from ..runs.environment import versions
-from .mining_record import KIND, sidecar_path
+from .mining_record import KIND, sidecar_path, write_sidecar
 from .sources import content_hash, load_source, read_local
 
 FORMATS = ("n-tuple", "triplet")  # the miner's formats that bidir train reads as negative columns
@@ -215,7 +215,7 @@ def mine_command(
         "counts": counts,
         "versions": versions(),
     }
-    atomic_write_json(sidecar_path(output), sidecar)
+    write_sidecar(output, sidecar)
     log(f"{len(mined)} rows written to {output} ({counts['distinct_pairs'] - counts['pairs_without_enough_negatives']} "
         f"pairs x {options.num_negatives} negatives; how they were mined: {sidecar_path(output)})")  # fmt: skip
     return sidecar

@@ -1,6 +1,7 @@
 """The record of how ``bidir mine`` made a file: ``OUT.jsonl.mined.json`` beside ``OUT.jsonl``.
 
-``bidir mine`` writes it; ``bidir train`` reads it into the source's identity in meta.json.
+``bidir mine`` writes it (:func:`write_sidecar`); ``bidir train`` reads it (:func:`read_sidecar`) into the
+source's identity in meta.json. This module is the one reader and writer of the file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from ..console import log
 from ..errors import InputError
+from ..runs.atomic import atomic_write_json
 
 SIDECAR_SUFFIX = ".mined.json"
 
@@ -49,6 +51,11 @@ def mined_identity(location: Path, suffixes: tuple[str, ...]) -> dict[str, Any] 
         files = sorted(p for p in location.iterdir() if p.suffix in suffixes and sidecar_path(p).is_file())
         return {p.name: read_sidecar(p) for p in files} or None
     return read_sidecar(location) if sidecar_path(location).is_file() else None
+
+
+def write_sidecar(output: str | Path, record: dict[str, Any]) -> None:
+    """The record of how ``output`` was mined, beside it (atomically)."""
+    atomic_write_json(sidecar_path(output), record)
 
 
 def read_sidecar(path: Path) -> dict[str, Any]:

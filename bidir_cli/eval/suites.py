@@ -3,7 +3,6 @@ folder or a suite YAML file)."""
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,8 +150,7 @@ def load_suite_file(path: str | os.PathLike) -> Suite:
     problems = []
     for key in data:
         if key not in SUITE_KEYS:
-            close = difflib.get_close_matches(str(key), SUITE_KEYS, n=1)
-            problems.append(f"{key}: unknown key" + (f" (did you mean {close[0]}?)" if close else ""))
+            problems.append(f"{key}: unknown key{did_you_mean(str(key), SUITE_KEYS)}")
     entries = data.get("datasets")
     if not isinstance(entries, dict) or not entries:
         problems.append("datasets: required, a mapping of dataset name -> BEIR folder")
@@ -162,10 +160,7 @@ def load_suite_file(path: str | os.PathLike) -> Suite:
         if isinstance(entry, dict) and isinstance(entry.get("path"), str):
             unknown = [k for k in entry if k not in DATASET_KEYS]
             for key in unknown:
-                close = difflib.get_close_matches(str(key), DATASET_KEYS, n=1)
-                problems.append(
-                    f"datasets.{name}.{key}: unknown key" + (f" (did you mean {close[0]}?)" if close else "")
-                )
+                problems.append(f"datasets.{name}.{key}: unknown key{did_you_mean(str(key), DATASET_KEYS)}")
             prompts = {}
             for kind in ("query", "document"):
                 value = entry.get(f"{kind}_prompt")

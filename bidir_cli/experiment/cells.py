@@ -212,7 +212,7 @@ class Experiment:
 
     # --- commands -------------------------------------------------------------------------------------------------
 
-    def train_command(
+    def train_args(
         self, cell: Cell, *, resume: bool = False, output: Path | None = None, overwrite: bool = False
     ) -> list[str]:
         """The cell's ``bidir train`` arguments (the executor puts the program in front); the base cell's saves
@@ -226,7 +226,7 @@ class Experiment:
         """The cell's suites it has no results for."""
         return [s for s in cell.suites if self.result(cell, s) is None]
 
-    def eval_commands(self, cell: Cell, suites: list[str], run: Path | None = None) -> list[list[str]]:
+    def eval_args(self, cell: Cell, suites: list[str], run: Path | None = None) -> list[list[str]]:
         run = run or self.run_dir(cell).path
         return [["eval", str(run), "--suite", s, "--no-cache"] for s in suites]
 

@@ -47,7 +47,7 @@ def confirm(exp: Experiment) -> None:
             "run it and write its report first"
         )
     for cell in cells:
-        execute(exp, cell, exp.eval_commands(cell, exp.spec.confirm), exp.log_path(cell))
+        execute(exp, cell, exp.eval_args(cell, exp.spec.confirm), exp.log_path(cell))
     ConfirmationRecord(time=now(), plan_hash=plan_hash(exp), plan_hash_version=PLAN_HASH_VERSION,
                        commit=package_commit(), code=code_version(), suites=exp.spec.confirm).save(record)  # fmt: skip
 

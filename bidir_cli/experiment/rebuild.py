@@ -116,7 +116,7 @@ def rebuild_cell(exp: Experiment, cell: Cell, scratch: Path, rtol: float) -> str
     reused = again.model.is_dir() and (meta := again.read_meta()) is not None and meta.status == "completed"
     if not reused:  # a rebuild started here and not finished is started again
         shutil.rmtree(again.path, ignore_errors=True)
-        command = exp.train_command(cell, output=again.path) + set_arguments({"evaluation.suite": None})
+        command = exp.train_args(cell, output=again.path) + set_arguments({"evaluation.suite": None})
         (scratch / f"{cell.name}.log").unlink(missing_ok=True)
         execute(exp, cell, [command], scratch / f"{cell.name}.log")
     got = fingerprint_folder(again.model)
@@ -131,7 +131,7 @@ def rebuild_cell(exp: Experiment, cell: Cell, scratch: Path, rtol: float) -> str
         within = f"; the train log's largest relative difference is {relative:.1e}" if relative is not None else ""
         raise RuntimeError(f"cell {cell.name}: the rebuilt model is not the one its results came from: {'; '.join(exact)}{within}")  # fmt: skip
     subset = cell.config.evaluation.datasets  # the cell's own run evaluated its first suite on these only
-    commands = exp.eval_commands(cell, cell.suites, again.path)
+    commands = exp.eval_args(cell, cell.suites, again.path)
     if subset:
         commands[0] += ["--datasets", ",".join(subset)]
     execute(exp, cell, commands, scratch / f"{cell.name}.log")
@@ -140,7 +140,7 @@ def rebuild_cell(exp: Experiment, cell: Cell, scratch: Path, rtol: float) -> str
     record = RebuiltRecord(
         time=now(),
         why="the weights are not committed; rebuilt from the cell's own train command for a later evaluation",
-        command=shlex.join(exp.shown(exp.train_command(cell))),
+        command=shlex.join(exp.shown(exp.train_args(cell))),
         threads=exp.threads,
         machine={"platform": platform.platform(), "cpu_capability": torch.backends.cpu.get_cpu_capability()},
         fingerprint={"test_results": expected, "rebuilt": got},

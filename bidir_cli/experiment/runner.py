@@ -23,10 +23,10 @@ def cell_commands(exp: Experiment, cell: Cell, state: str, output: Path | None =
     the training did not (a trained cell's run evaluates its first suite itself; the untrained model none)."""
     run = output or exp.run_dir(cell).path
     if state == "evaluate":
-        return exp.eval_commands(cell, exp.missing(cell), run)
-    train = exp.train_command(cell, resume=state == "resume", output=output, overwrite=state == "redo")
+        return exp.eval_args(cell, exp.missing(cell), run)
+    train = exp.train_args(cell, resume=state == "resume", output=output, overwrite=state == "redo")
     evaluated_by_train = 0 if cell.kind == "base" else 1
-    return [train, *exp.eval_commands(cell, cell.suites[evaluated_by_train:], run)]
+    return [train, *exp.eval_args(cell, cell.suites[evaluated_by_train:], run)]
 
 
 def execute(exp: Experiment, cell: Cell, commands: list[list[str]], logfile: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..config.schema import Config
 from ..config.training import RunContext
-from ..errors import InputError
+from ..errors import InputError, did_you_mean
 from ..runs.rundir import RunDir
 
 
@@ -17,7 +17,6 @@ def training_arguments(cfg: Config, data, run: RunDir):
     not installed) fails with exit 2 and leaves nothing behind.
     """
     import dataclasses
-    import difflib
 
     import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
@@ -28,9 +27,8 @@ def training_arguments(cfg: Config, data, run: RunDir):
     problems = []
     for key in cfg.training.model_extra or {}:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {close[0]}?" if close else "not an argument of SentenceTransformerTrainingArguments"
-            problems.append(f"training.{key}: unknown key ({hint})")
+            hint = did_you_mean(key, known) or " (not an argument of SentenceTransformerTrainingArguments)"
+            problems.append(f"training.{key}: unknown key{hint}")
     problems += tracker_problems(cfg.training.report_to)
     if problems:
         raise InputError(problems[0] if len(problems) == 1 else f"{len(problems)} problems", problems=problems)
