@@ -8,11 +8,11 @@ from typing import Any
 
 from .comparison import Column, MetaRow
 
-# (row name, kind, path of keys in meta.json)
+# (row name, kind, how to read it from a run's meta.json)
 _MEASUREMENTS = (
-    ("training wall time", "duration", ("wall_time_s",)),
-    ("examples per second", "rate", ("train", "examples_per_second")),
-    ("peak memory", "bytes", ("train", "peak_memory_bytes")),
+    ("training wall time", "duration", lambda m: m.wall_time_s),
+    ("examples per second", "rate", lambda m: m.examples_per_second),
+    ("peak memory", "bytes", lambda m: m.train.get("peak_memory_bytes")),
 )
 
 
@@ -26,8 +26,8 @@ def meta_rows(columns: list[Column]) -> list[MetaRow]:
     not shown again when ``X`` shows the same values (the resolved config repeats the loss and data sections).
     """
     rows = []
-    for name, kind, keys in _MEASUREMENTS:
-        values = {c.name: [_number(_dig(s.meta.to_dict() if s.meta else {}, keys)) for s in c.sources] for c in columns}
+    for name, kind, read in _MEASUREMENTS:
+        values = {c.name: [_number(read(s.meta) if s.meta else None) for s in c.sources] for c in columns}
         if any(v is not None for vs in values.values() for v in vs):
             rows.append(MetaRow(name, kind, values))
 
@@ -76,15 +76,6 @@ def differing_settings(columns: list[Column]) -> dict[str, dict[str, list[Any]]]
 def _setting_order(key: str) -> tuple[int, str]:
     """eval, seed, then loss, data and config keys, each alphabetically."""
     return (("eval", "seed", "loss", "data", "config").index(key.split(".", 1)[0].split("[", 1)[0]), key)
-
-
-def _dig(meta: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    value: Any = meta
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
 
 
 def _number(value: Any) -> float | None:

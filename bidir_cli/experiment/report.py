@@ -148,7 +148,7 @@ def cost_table(exp: Experiment, cells: list[Cell]) -> list[str]:
         ]
         if not metas:
             continue
-        rates = [r for m in metas if (r := m.train.get("examples_per_second")) is not None]  # None: not measured
+        rates = [r for m in metas if (r := m.examples_per_second) is not None]  # None: not measured
         cols = [[m.wall_time_s for m in metas], rates, [m.train["peak_memory_bytes"] / 2**20 for m in metas]]
         cells_text = [
             (f"{statistics.mean(v):.1f}" + (f" ± {statistics.stdev(v):.1f}" if len(v) > 1 else "")) if v else "n/a"

@@ -17,7 +17,7 @@ no other module builds a run path or a meta.json dict by hand.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 RUN_FORMAT = "bidir.run/1"
@@ -69,7 +69,21 @@ class RunMeta:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         extra = d.pop("extra")
+        # A key the file did not have (added to meta.json after it was written) stays out while it is unset: a run
+        # is written back as it was read.
+        defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(self)
+                    if f.default is not MISSING or f.default_factory is not MISSING}  # fmt: skip
+        for key in getattr(self, "_absent", ()):
+            if key in defaults and d[key] == defaults[key]:
+                del d[key]
         return {"format": d.pop("format"), **d, **extra}
+
+    @property
+    def examples_per_second(self) -> float | None:
+        """The training throughput, or None when not measured: before 2026-12-06 a run resumed from its last
+        checkpoint recorded its last process's rate, 0.0 (that process trained no step)."""
+        rate = self.train.get("examples_per_second")
+        return None if self.resumed and not rate else rate
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunMeta:
@@ -81,11 +95,9 @@ class RunMeta:
         for key in ("train", "model", "loss", "data", "config", "versions", "cpu"):
             if values.get(key) is None:
                 values.pop(key, None)
-        if values.get("resumed") and values.get("train") and not values["train"].get("examples_per_second"):
-            # Before 2026-12-06 a run resumed from its last checkpoint recorded its last process's rate, 0.0 (that
-            # process trained no step): not measured, so every table that reads the rate leaves it out.
-            values["train"] = values["train"] | {"examples_per_second": None}
-        return cls(**values, extra={k: v for k, v in d.items() if k not in known})
+        meta = cls(**values, extra={k: v for k, v in d.items() if k not in known})
+        meta._absent = known - set(d)
+        return meta
 
     def settings(self) -> dict[str, Any]:
         """What the run was trained with, for comparing runs: its seed, loss, data and resolved config."""
