@@ -64,6 +64,14 @@ class Suite:
         return [load() for load in self.loaders.values()]
 
 
+def suite_spec(spec: str, base_dir: Path) -> str:
+    """A suite as a config or an experiment file names it, made independent of the working directory: a path
+    resolved against the file's folder (``nanobeir`` and ``demo:NAME`` as they are)."""
+    if spec.lower() == "nanobeir" or spec.startswith("demo:"):
+        return spec
+    return str((base_dir / Path(spec).expanduser()).resolve())
+
+
 def demo_suites() -> list[str]:
     """The evaluation collections bundled with bidir (``demo:NAME``): the BEIR folders under ``bidir_cli/demo``."""
     from ..demo import demo_path

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..config.schema import Config, load_config
 from ..errors import InputError
+from ..eval.suites import suite_spec
 from ..runs.environment import checkout_root
 from ..runs.results import EvalResult
 from ..runs.rundir import RunDir
@@ -56,7 +57,7 @@ class Experiment:
         base_suite = self.base_config.evaluation.suite
         if self.spec.evaluate is None and base_suite is None:
             raise InputError(f"{self.path}: evaluate: no test suite (the base config has no evaluation.suite)")
-        self.suites = self.spec.evaluate or [self._base_relative(base_suite)]
+        self.suites = self.spec.evaluate or [suite_spec(base_suite, Path(self.spec.base).parent)]
         self.threads = self.spec.threads or self._threads_in_use() or max(1, (os.cpu_count() or 1) // jobs)
         self.prefix = shlex.split(self.spec.command) if self.spec.command else BIDIR
         self.executor = executor or executors.default_executor(self.prefix)
@@ -80,11 +81,6 @@ class Experiment:
             if Path(recorded).parts[-len(inside) :] == inside:
                 return Path(*Path(recorded).parts[: -len(inside)])
         return self.root
-
-    def _base_relative(self, spec: str) -> str:
-        if spec == "nanobeir" or spec.startswith("demo:"):
-            return spec
-        return str((Path(self.spec.base).parent / spec).resolve())
 
     def _threads_in_use(self) -> int | None:
         """The threads the experiment's cells already ran with, so that a rerun with other --jobs matches them."""

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from ..config.schema import format_errors, read_yaml
 from ..errors import InputError
+from ..eval.suites import suite_spec
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
@@ -166,9 +167,7 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
     folder = path.resolve().parent
 
     def local(spec: str) -> str:
-        if spec == "nanobeir" or spec.startswith("demo:"):
-            return spec
-        return str((folder / Path(spec).expanduser()).resolve())
+        return suite_spec(spec, folder)
 
     exp.base = local(exp.base)
     if not Path(exp.base).is_file():

@@ -142,22 +142,14 @@ def load_eval_suite(cfg: Config, base_dir: Path) -> EvalSuite | None:
     """The evaluation suite of the config, loaded now: a bad suite fails before training, and the data is
     read once for the evaluations during training and the final one."""
     from ..eval.command import load_suite
+    from ..eval.suites import suite_spec
 
-    spec = cfg.evaluation.suite
-    if spec is None:
+    if cfg.evaluation.suite is None:
         return None
-    if spec.startswith("demo:"):
-        from ..demo import demo_path
-
-        path = demo_path(spec.removeprefix("demo:"))
-    elif spec != "nanobeir":
-        path = Path(spec).expanduser()
-        path = path if path.is_absolute() else base_dir / path
-    if spec != "nanobeir":
-        if not path.exists():
-            raise InputError(f"evaluation.suite: {spec}: no such suite folder or file")
-        spec = str(path.resolve())
-    return load_suite(spec, ",".join(cfg.evaluation.datasets) if cfg.evaluation.datasets else None)
+    spec = suite_spec(cfg.evaluation.suite, base_dir)
+    if spec.lower() == "nanobeir" or spec.startswith("demo:") or Path(spec).exists():  # demo:NAME checked later
+        return load_suite(spec, ",".join(cfg.evaluation.datasets) if cfg.evaluation.datasets else None)
+    raise InputError(f"evaluation.suite: {cfg.evaluation.suite}: no such suite folder or file")
 
 
 def print_dry_run(cfg: Config, data, run_path: Path) -> None:
