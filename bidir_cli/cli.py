@@ -11,7 +11,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -55,7 +55,7 @@ def main(
 def run_command(fn: Callable[[], Any], debug: bool = False) -> Any:
     """Run a command body, turning errors into one line on standard error and the exit status."""
     from .console import quiet_progress_bars
-    from .errors import InputError
+    from .errors import InputError, Interrupted
 
     _state["debug"] = _state["debug"] or debug
     quiet_progress_bars()
@@ -66,6 +66,9 @@ def run_command(fn: Callable[[], Any], debug: bool = False) -> Any:
             traceback.print_exc()
         print(f"bidir: error: {e}", file=sys.stderr)
         raise typer.Exit(2) from None
+    except Interrupted as e:
+        print(f"bidir: interrupted: {e}", file=sys.stderr)
+        raise typer.Exit(130) from None
     except KeyboardInterrupt:
         print("bidir: interrupted", file=sys.stderr)
         raise typer.Exit(130) from None
@@ -285,15 +288,26 @@ def experiment(
     cell: Annotated[
         list[str] | None, typer.Option("--cell", help="Only this cell (repeatable): run or --rebuild it.")
     ] = None,
+    executor: Annotated[
+        Literal["local", "slurm"] | None,
+        typer.Option("--executor", help="local or slurm (default: the file's executor.name, else local)."),
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="SLURM: submit the current stage and return; rerun to advance.")
+    ] = False,
+    status: Annotated[bool, typer.Option("--status", help="Print where every cell stands; run nothing.")] = False,
+    cancel: Annotated[bool, typer.Option("--cancel", help="scancel every job that holds a cell.")] = False,
     debug: Debug = False,
 ) -> None:
-    """Run an experiment: arms x seeds, each cell an ordinary run, then a report with the verdict."""
+    """Run an experiment: arms x seeds, each cell an ordinary run, then a report with the verdict. Ctrl-C starts no
+    new cell, stops the running ones and says how to resume (rerun the same command)."""
 
     def body() -> None:
         from .experiment.command import ExperimentOptions, experiment_command
 
         options = ExperimentOptions(jobs=jobs, plan=plan, report_only=report_only, confirm=confirm, verify=verify,
-                                    rebuild=rebuild, rtol=rtol, scratch=scratch, evidence=evidence, cells=cell or [])  # fmt: skip
+                                    rebuild=rebuild, rtol=rtol, scratch=scratch, evidence=evidence, cells=cell or [],
+                                    executor=executor, detach=detach, status=status, cancel=cancel)  # fmt: skip
         experiment_command(file, output_dir, options)
 
     run_command(body, debug)

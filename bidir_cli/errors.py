@@ -24,6 +24,10 @@ class InputError(Exception):
         return super().__str__() + "\n" + "\n".join(f"  {p}" for p in self.problems)
 
 
+class Interrupted(Exception):
+    """Stopped by the user (SIGINT) or the system (SIGTERM) after a clean stop: printed as one line, exit 130."""
+
+
 def first_line(e: BaseException) -> str:
     """An exception's first message line: enough for a one-line error, never a traceback."""
     text = str(e).strip().splitlines()

@@ -38,6 +38,11 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("run every cell, then the report", "bidir experiment configs/experiments/quickstart.yaml --jobs 2"),
         ("the commands of the pending cells", "bidir experiment configs/experiments/quickstart.yaml --plan"),
         (
+            "submit to SLURM and return",
+            "bidir experiment configs/experiments/quickstart.yaml --executor slurm --detach",
+        ),
+        ("where every cell stands", "bidir experiment configs/experiments/quickstart.yaml --status"),
+        (
             "retrain one committed cell and compare it exactly",
             "bidir experiment configs/experiments/static.yaml --output-dir docs/experiments/static --verify mnbrl-seed3",
         ),

@@ -144,9 +144,11 @@ def load_suite_file(path: str | os.PathLike) -> Suite:
     """
     import yaml
 
+    from ..config.schema import load_yaml
+
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

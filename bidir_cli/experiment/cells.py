@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -47,20 +48,34 @@ class Experiment:
     """An experiment file and its output folder: the cells, their state, and how to run them."""
 
     def __init__(
-        self, path: str | Path, output_dir: str | Path | None = None, jobs: int = 1, executor: Executor | None = None
+        self,
+        path: str | Path,
+        output_dir: str | Path | None = None,
+        jobs: int = 1,
+        executor: Executor | None = None,
+        executor_name: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.spec: ExperimentConfig = load_experiment(self.path)
         self.dir = Path(output_dir) if output_dir else Path("runs") / "experiments" / self.spec.name
+        self.output_given = output_dir is not None
         self.jobs = jobs
         self.base_config = load_config(self.spec.base, [])
         base_suite = self.base_config.evaluation.suite
         if self.spec.evaluate is None and base_suite is None:
             raise InputError(f"{self.path}: evaluate: no test suite (the base config has no evaluation.suite)")
         self.suites = self.spec.evaluate or [suite_spec(base_suite, Path(self.spec.base).parent)]
-        self.threads = self.spec.threads or self._threads_in_use() or max(1, (os.cpu_count() or 1) // jobs)
+        self.processes = self.spec.processes
+        cpus = self.spec.executor.cpus_per_cell
+        self.threads = (
+            self.spec.threads
+            or (max(1, cpus // self.processes) if cpus else None)
+            or self._threads_in_use()
+            or max(1, (os.cpu_count() or 1) // (jobs * self.processes))
+        )
         self.prefix = shlex.split(self.spec.command) if self.spec.command else BIDIR
         self.executor = executor or executors.default_executor(self.prefix)
+        self.executor_name = executor_name or self.spec.executor.name
 
     @cached_property
     def root(self) -> Path:
@@ -70,7 +85,7 @@ class Experiment:
     @cached_property
     def _recorded_config_path(self) -> str | None:
         """The base config path some cell recorded (the base cell records none; the cells ran in one checkout)."""
-        return next((m.config_path for r in sorted(self.runs_dir.glob("*")) if (m := meta_or_none(RunDir(r))) and m.config_path), None)  # fmt: skip
+        return next((m.config_path for r in self.cell_dirs() if (m := meta_or_none(RunDir(r))) and m.config_path), None)
 
     def _root_of(self, meta) -> Path:
         """The checkout a cell ran in: its recorded base config path, less the base config's place in this one."""
@@ -84,12 +99,16 @@ class Experiment:
 
     def _threads_in_use(self) -> int | None:
         """The threads the experiment's cells already ran with, so that a rerun with other --jobs matches them."""
-        found = {m.threads for run in self.runs_dir.glob("*") if (m := meta_or_none(RunDir(run))) and m.threads}
+        found = {m.threads for run in self.cell_dirs() if (m := meta_or_none(RunDir(run))) and m.threads}
         return found.pop() if len(found) == 1 else None
 
     @property
     def runs_dir(self) -> Path:
         return self.dir / "runs"
+
+    def cell_dirs(self) -> list[Path]:
+        """The run directories under ``runs/`` (beside them lie the cells' claims, ``<cell>.lock``)."""
+        return sorted(p for p in self.runs_dir.glob("*") if p.is_dir())
 
     def log_path(self, cell: Cell) -> Path:
         return self.dir / "logs" / f"{cell.name}.log"
@@ -109,12 +128,28 @@ class Experiment:
         if not self.spec.keep_checkpoints:
             overrides.setdefault("training.save_total_limit", 1)
         cell = Cell(name, arm, seed, overrides, suites, kind)
-        cell.config = load_config(self.spec.base, assignments(overrides))
+        try:
+            cell.config = load_config(self.spec.base, assignments(overrides))
+        except InputError as e:
+            raise self.attributed(e.problems, arm, extra) from None
         if self.spec.vary_sample and not any(s.sample for s in cell.config.data.train):
             raise InputError(
-                f"{self.path}: vary_sample: no training source of cell {name} draws a sample (data.train.N.sample)"
+                f"{self.path}: vary_sample: no training source of arm {arm} draws a sample (data.train.N.sample)"
             )
         return cell
+
+    def attributed(self, problems: list[str], arm: str, extra: dict[str, Any]) -> InputError:
+        """A cell's config problems named where the experiment file sets the key (``arms.mnbrl: loss.scle: ...``,
+        ``set: ...``, ``select.grid: ...``); a key the experiment does not set is the base config's problem."""
+        base = str(Path(self.spec.base))
+        lines = []
+        for problem in problems:
+            text = problem.removeprefix(f"{base}: ").removeprefix("--set ")
+            key = text.split(":", 1)[0].strip()
+            origin = override_origin(key, [("select.grid", extra), (f"arms.{arm}", self.spec.arms.get(arm, {})),
+                                           ("set", self.spec.set)])  # fmt: skip
+            lines.append(f"{self.path}: {origin}: {text}" if origin else f"{base}: {text}")
+        return InputError(lines[0] if len(lines) == 1 else f"{self.path}: {len(lines)} problems", problems=lines)
 
     def selection_cells(self) -> list[Cell]:
         select = self.spec.select
@@ -167,6 +202,15 @@ class Experiment:
     def cells(self) -> list[Cell]:
         return self.selection_cells() + self.test_cells()
 
+    def complete(self) -> bool:
+        """The one definition of a complete experiment (``--status``, ``--plan``, the report, ``--confirm``,
+        ``bidir results-page``): the selection is decided and every cell is trained and evaluated."""
+        tests = self.test_cells()
+        try:
+            return bool(tests) and all(self.state(c) == "done" for c in self.selection_cells() + tests)
+        except InputError:  # a cell of another config is refused, so never complete
+            return False
+
     # --- state ----------------------------------------------------------------------------------------------------
 
     def state(self, cell: Cell) -> str:
@@ -189,6 +233,11 @@ class Experiment:
             raise InputError(
                 f"{run.path}: cell {cell.name} ran with {meta.threads} threads, this experiment uses {self.threads}; "
                 "set threads: in the experiment file to match"
+            )
+        if meta.world_size is not None and cell.kind != "base" and meta.world_size != self.processes:
+            raise InputError(
+                f"{run.path}: cell {cell.name} trained in {meta.world_size} process(es), this experiment uses "
+                f"{self.processes}; set processes_per_cell: in the experiment file to match"
             )
         if meta.status != "completed":  # the untrained model has nothing to resume: it is saved again
             return "resume" if cell.kind != "base" else "redo"
@@ -226,14 +275,43 @@ class Experiment:
         run = run or self.run_dir(cell).path
         return [["eval", str(run), "--suite", s, "--no-cache"] for s in suites]
 
+    def processes_of(self, args: list[str]) -> int:
+        """How many processes run a command: a cell's training runs in ``processes_per_cell``, the rest in one."""
+        return self.processes if args[0] == "train" and "--untrained" not in args else 1
+
     def shown(self, args: list[str]) -> list[str]:
-        """A command as a person types it: ``bidir ...``, or the experiment's own ``command:`` in front."""
+        """A command as a person types it: ``bidir ...``, a torchrun line for a training of several processes, or
+        the experiment's own ``command:`` in front."""
+        if (n := self.processes_of(args)) > 1:
+            return [*executors.torchrun(n, ["torchrun"]), *args]
         return [*(self.prefix if self.spec.command else ["bidir"]), *args]
 
     def env(self) -> dict[str, str]:
+        """The variables a cell's commands run with, whatever runs them (set explicitly in a SLURM job too)."""
+        return {**os.environ, **self.cell_variables()}
+
+    def cell_variables(self) -> dict[str, str]:
         threads = str(self.threads)
-        return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "HF_HUB_OFFLINE":
-                os.environ.get("HF_HUB_OFFLINE", "0"), "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+        return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"), "TOKENIZERS_PARALLELISM": "false",
+                "BIDIR_EXECUTOR": self.executor_name,
+                "BIDIR_RESUME_ADVICE": f"rerun the experiment to resume it ({self.command_line()})"}  # fmt: skip
+
+    def command_line(self) -> str:
+        """The command that runs this experiment again, as a person types it."""
+        line = ["bidir", "experiment", str(self.path)]
+        line += ["--output-dir", str(self.dir)] if self.output_given else []
+        return shlex.join(line + (["--executor", "slurm"] if self.executor_name == "slurm" else []))
+
+
+def override_origin(key: str, origins: list[tuple[str, dict[str, Any]]]) -> str | None:
+    """The first origin whose overrides set ``key``, a section of it or a key inside it (``*`` matches an index)."""
+    for origin, overrides in origins:
+        for name in overrides:
+            pattern = re.escape(name).replace(r"\*", r"[^.]+")
+            if re.fullmatch(pattern, key) or re.match(pattern + r"\.", key) or name.startswith(key + "."):
+                return origin
+    return None
 
 
 def assignments(overrides: dict[str, Any]) -> list[str]:

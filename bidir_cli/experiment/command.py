@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import InputError
 from .cells import Experiment
 from .report import write_report
+from .validate import validate
 
 
 @dataclass(frozen=True)
@@ -23,21 +24,42 @@ class ExperimentOptions:
     scratch: Path | None = None
     evidence: bool = False
     cells: list[str] = field(default_factory=list)
+    executor: str | None = None  # local or slurm (default: the experiment file's executor.name)
+    detach: bool = False
+    status: bool = False
+    cancel: bool = False
 
 
 def experiment_command(path: Path, output_dir: Path | None, options: ExperimentOptions) -> None:
-    from . import confirm, rebuild, runner
+    from . import confirm, rebuild, runner, slurm
+    from .runner import Stop
+    from .status import status_lines
 
     o = options
     modes = {"--plan": o.plan, "--report-only": o.report_only, "--confirm": o.confirm,
-             "--verify": o.verify is not None, "--rebuild": o.rebuild, "--evidence": o.evidence}  # fmt: skip
+             "--verify": o.verify is not None, "--rebuild": o.rebuild, "--evidence": o.evidence,
+             "--status": o.status, "--cancel": o.cancel}  # fmt: skip
     if sum(modes.values()) > 1:
         raise InputError(f"{', '.join(m for m, on in modes.items() if on)} exclude each other")
     if o.cells and not (o.rebuild or not any(modes.values())):
         raise InputError("--cell picks the cells to run or to --rebuild")
     if (o.rtol or o.scratch) and not o.rebuild:
         raise InputError("--rtol and --scratch go with --rebuild")
-    exp = Experiment(path, output_dir, o.jobs)
+    exp = Experiment(path, output_dir, o.jobs, executor_name=o.executor)
+    on_slurm = exp.executor_name == "slurm"
+    if o.detach and not on_slurm:
+        raise InputError("--detach submits to SLURM: give --executor slurm (or executor: {name: slurm} in the file)")
+    if o.status:
+        print("\n".join(status_lines(exp, (exp.spec.executor.max_parallel or 0) if on_slurm else exp.jobs)))
+        return
+    if o.cancel:
+        jobs = slurm.cancel(exp)
+        print(f"cancelled {', '.join(jobs)}" if jobs else "no job holds a cell of this experiment")
+        return
+    if not (o.report_only or o.evidence or o.rebuild):
+        validate(exp)  # every cell's config, trainer arguments, data and suites, before anything is written
+    if on_slurm and not (o.plan or o.report_only or o.evidence or o.verify or o.rebuild):
+        slurm.require_slurm()
     if o.plan:
         print("\n".join(runner.plan(exp)) or "# nothing to run: every cell is complete")
         return
@@ -60,7 +82,12 @@ def experiment_command(path: Path, output_dir: Path | None, options: ExperimentO
     if o.confirm:
         confirm.confirm(exp)
     elif not o.report_only:
-        runner.run(exp)
+        with Stop() as stop:
+            if on_slurm:
+                if not slurm.run(exp, stop.event, detach=o.detach):
+                    return
+            else:
+                runner.run(exp, stop.event)
     summary = write_report(exp)
     for suite, lines in summary.verdicts.items():
         print(f"{suite}:")

@@ -26,6 +26,8 @@ def plan_hash(exp: Experiment) -> str:
     suites = {"evaluate": exp.suites, "confirm": exp.spec.confirm,
               "select": exp.spec.select.suite if exp.spec.select else None}  # fmt: skip
     plan = portable({"cells": cells, "suites": suites}, exp.root)
+    if exp.processes > 1:  # a cell's world size changes its global batch (one process: as before this key existed)
+        plan["processes_per_cell"] = exp.processes
     blob = json.dumps(plan | {"code": code_version()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -39,14 +41,16 @@ def confirm(exp: Experiment) -> None:
         raise InputError(
             f"{record}: the confirmation ran already ({ConfirmationRecord.load(record).time}); it runs once"
         )
-    cells = exp.test_cells()
-    unfinished = [c.name for c in exp.cells() if exp.state(c) != "done"] if cells else ["the selection"]
-    if unfinished or not (exp.dir / "plan.json").exists():
+    complete = exp.complete()
+    unfinished = [c.name for c in exp.cells() if exp.state(c) != "done"] or (
+        [] if exp.test_cells() else ["the selection"]
+    )
+    if not complete or not (exp.dir / "plan.json").exists():
         raise InputError(
             f"--confirm: the experiment is not complete (pending: {', '.join(unfinished) or 'its report'}); "
             "run it and write its report first"
         )
-    for cell in cells:
+    for cell in exp.test_cells():
         execute(exp, cell, exp.eval_args(cell, exp.spec.confirm), exp.log_path(cell))
     ConfirmationRecord(time=now(), plan_hash=plan_hash(exp), plan_hash_version=PLAN_HASH_VERSION,
                        commit=package_commit(), code=code_version(), suites=exp.spec.confirm).save(record)  # fmt: skip

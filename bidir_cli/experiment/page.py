@@ -58,12 +58,11 @@ def complete_experiments(experiments: list[str]) -> tuple[list[Path], list[str]]
             waiting.append(f"`{file}`: no cell has run")
             continue
         exp = Experiment(file, folder)
-        cells = exp.cells()
-        done = sum(exp.state(c) == "done" for c in cells)
-        if exp.test_cells() and done == len(cells):
+        if exp.complete():
             write_report(exp)
             folders.append(folder)
         else:
+            done = sum(exp.state(c) == "done" for c in exp.cells())
             waiting.append(f"`{file}`: running, {done} cells complete so far; reported once every cell is")
     return folders, waiting
 

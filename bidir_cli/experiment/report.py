@@ -192,6 +192,17 @@ def training_curves(exp: Experiment, cells: list[Cell], path: Path) -> bool:
     return True
 
 
+def cell_shape(exp: Experiment, done: list[Cell]) -> str:
+    """``cell``, or for cells of several training processes ``process, N processes per cell (torchrun), global
+    batch G`` (G as the cells' meta.json recorded it: processes x per-device batch x accumulation)."""
+    if exp.processes == 1:
+        return "cell"
+    batches = sorted({m.global_batch for c in done if c.kind != "base" and (m := meta_or_none(exp.run_dir(c)))
+                      and m.global_batch})  # fmt: skip
+    batch = f", global batch {'/'.join(map(str, batches))}" if batches else ""
+    return f"process, {exp.processes} processes per cell (torchrun){batch}"
+
+
 def write_report(exp: Experiment) -> Summary:
     """Write DIR/report.md, DIR/summary.json and the plots from the completed cells; return the summary."""
     from ..compare.render import comparison_dict, render_markdown, save_plot
@@ -218,7 +229,7 @@ def write_report(exp: Experiment) -> Summary:
     )  # fmt: skip
     md = [f"# Experiment {exp.spec.name}", "", f"`{exp.path}`: arms {', '.join(exp.spec.arms)} (baseline "
           f"{exp.spec.baseline}), {len(exp.spec.seed_list)} seeds per arm ({', '.join(map(str, exp.spec.seed_list))}), "
-          f"{exp.threads} CPU threads per cell. {what_seeds_vary(exp, cells)}".rstrip(), ""]  # fmt: skip
+          f"{exp.threads} CPU threads per {cell_shape(exp, done)}. {what_seeds_vary(exp, cells)}".rstrip(), ""]  # fmt: skip
     if missing:
         md += [f"**Incomplete**: {len(missing)} cell(s) missing: {', '.join(missing)}. The numbers below use the "
                "completed cells only.", ""]  # fmt: skip

@@ -1,20 +1,64 @@
 """Running an experiment's cells: the one way a cell is run (:func:`cell_commands`: train, or save the untrained
-model for the base cell, then evaluate), used by the run itself, ``--plan``, ``--verify`` and ``--rebuild``.
+model for the base cell, then evaluate), used by the run itself, a SLURM job, ``--plan``, ``--verify`` and
+``--rebuild``.
 
 Every command is a ``bidir train`` or ``bidir eval`` invocation through the experiment's executor, its output
-appended to the cell's log: anything a cell does can be done by hand (``--plan`` prints it).
+appended to the cell's log: anything a cell does can be done by hand (``--plan`` prints it). A cell is claimed
+(:mod:`.locks`) before it runs, so two invocations or two jobs never train it at once, and its log ends with its
+outcome, which ``--status`` reads. An experiment runs in waves: the selection cells, then the seeded cells.
 """
 
 from __future__ import annotations
 
 import shlex
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 from ..console import log
+from ..errors import Interrupted
 from ..runs.rundir import RunDir
 from .cells import Cell, Experiment, in_seed_order
+from .locks import HEARTBEAT_S, CellLock, Owner
+from .status import OUTCOME, cell_status, duration, lock_of, resume_point, time_left
+
+INTERRUPT_STATUSES = {130, 143, -signal.SIGINT, -signal.SIGTERM}
+"""Exit statuses of a command ended by SIGINT or SIGTERM (as its own status, or as the signal that ended it)."""
+
+
+class CellInterrupted(Exception):
+    pass
+
+
+class CellFailed(RuntimeError):
+    pass
+
+
+class Stop:
+    """SIGINT and SIGTERM set :attr:`event` (from the main thread) instead of raising: the runner then starts no
+    new cell, interrupts the running ones and ends with :class:`Interrupted`."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.saved: dict[int, object] = {}
+
+    def __enter__(self) -> Stop:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.saved[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame) -> None:
+        if not self.event.is_set():
+            log(f"{signal.Signals(signum).name}: no new cell starts; stopping the running ones")
+        self.event.set()
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
 
 
 def cell_commands(exp: Experiment, cell: Cell, state: str, output: Path | None = None) -> list[list[str]]:
@@ -29,47 +73,162 @@ def cell_commands(exp: Experiment, cell: Cell, state: str, output: Path | None =
     return [train, *exp.eval_args(cell, cell.suites[evaluated_by_train:], run)]
 
 
-def execute(exp: Experiment, cell: Cell, commands: list[list[str]], logfile: Path) -> None:
+def execute(
+    exp: Experiment, cell: Cell, commands: list[list[str]], logfile: Path, stop: threading.Event | None = None
+) -> None:
     """Run a cell's commands in order through the executor, appending their output to ``logfile``."""
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with logfile.open("a", encoding="utf-8") as f:
         for command in commands:
             f.write(f"$ {shlex.join(exp.shown(command))}\n")
             f.flush()
-            status = exp.executor.run(command, exp.env(), f)
+            status = exp.executor.run(command, exp.env(), f, processes=exp.processes_of(command), stop=stop)
+            if (stop is not None and stop.is_set()) or status in INTERRUPT_STATUSES:
+                raise CellInterrupted()
             if status:
-                raise RuntimeError(f"cell {cell.name}: bidir {command[0]} ... exited {status}; see {logfile}")
+                raise CellFailed(f"cell {cell.name}: bidir {command[0]} ... exited {status}; see {logfile}")
 
 
 def run_cell(exp: Experiment, cell: Cell, *, output: Path | None = None) -> None:
-    """Bring one cell to complete (or, with ``output``, run it afresh there: ``--verify``, ``--rebuild``)."""
-    state = "new" if output else exp.state(cell)
-    if state == "done":
+    """Bring one cell to complete (``--cell``), or with ``output`` run it afresh there (``--verify``, ``--rebuild``:
+    a scratch folder nobody else claims)."""
+    if output is None:
+        if (outcome := claim_and_run(exp, cell, Owner.here(exp.executor_name))) not in ("complete", "held"):
+            raise CellFailed(f"cell {cell.name}: {outcome}; see {exp.log_path(cell)}")
         return
-    logfile = exp.log_path(cell) if not output else output.parent / f"{cell.name}.log"
-    execute(exp, cell, cell_commands(exp, cell, state, output), logfile)
+    execute(exp, cell, cell_commands(exp, cell, "new", output), output.parent / f"{cell.name}.log")
     if not exp.spec.keep_checkpoints:
-        shutil.rmtree(RunDir(output or exp.run_dir(cell).path).checkpoints, ignore_errors=True)  # bidir's own
+        shutil.rmtree(RunDir(output).checkpoints, ignore_errors=True)  # bidir's own
 
 
-def run_cells(exp: Experiment, cells: list[Cell]) -> None:
+def claim_and_run(
+    exp: Experiment, cell: Cell, owner: Owner, *, adopt: str | None = None, stop: threading.Event | None = None
+) -> str:
+    """Claim ``cell`` and bring it to complete: ``complete``, ``interrupted``, ``failed: ...``, or ``held`` (another
+    owner has it). The claim's heartbeat runs while the cell does; the log ends with the outcome."""
+    lock = lock_of(exp, cell)
+    lock.path.parent.mkdir(parents=True, exist_ok=True)
+    claimed, note = lock.claim(owner, adopt=adopt)
+    if note:
+        log(f"cell {cell.name}: {note}")
+    if not claimed:
+        return "held"
+    beating = threading.Event()
+    heart = threading.Thread(target=_heartbeat, args=(lock, owner, beating), daemon=True)
+    heart.start()
+    try:
+        return _bring(exp, cell, owner, stop)
+    finally:
+        beating.set()
+        heart.join()
+        lock.release(owner)
+
+
+def _heartbeat(lock: CellLock, owner: Owner, done: threading.Event) -> None:
+    while not done.wait(HEARTBEAT_S):
+        owner = lock.beat(owner)
+
+
+def _bring(exp: Experiment, cell: Cell, owner: Owner, stop: threading.Event | None) -> str:
+    state = exp.state(cell)  # after the claim: another owner may have completed it meanwhile
+    if state == "done":
+        return "complete"
+    what = {"new": "new", "evaluate": "evaluate", "redo": "save the untrained model again"}.get(state)
+    what = what or f"resume ({resume_point(exp, cell, state)})"
+    processes = f", {exp.processes} processes" if exp.processes > 1 and cell.kind != "base" else ""
+    logfile = exp.log_path(cell)
+    log(f"cell {cell.name}: {what} on {owner.describe()} ({exp.threads} threads{processes}); log {logfile}")
+    started = time.perf_counter()
+    try:
+        execute(exp, cell, cell_commands(exp, cell, state), logfile, stop)
+        outcome = "complete"
+    except CellInterrupted:
+        outcome = f"interrupted ({resume_point(exp, cell, exp.state(cell))})"
+    except CellFailed as e:
+        outcome = f"failed: {e}"
+    took = time.perf_counter() - started
+    with logfile.open("a", encoding="utf-8") as f:
+        f.write(f"{OUTCOME}{outcome.split(':')[0].split(' (')[0]} after {took:.1f} s ({owner.describe()})\n")
+    if outcome == "complete" and not exp.spec.keep_checkpoints:
+        shutil.rmtree(exp.run_dir(cell).checkpoints, ignore_errors=True)  # bidir's own
+    log(f"cell {cell.name}: {outcome} after {duration(took)} ({owner.describe()})")
+    return outcome
+
+
+def run_wave_here(exp: Experiment, cells: list[Cell], stop: threading.Event) -> list[str]:
+    """Run ``cells`` on this machine, ``exp.jobs`` at a time, seed by seed; cells another owner holds are waited
+    for. Returns the failures; raises :class:`Interrupted` once a stop has ended the running cells."""
     pending = [c for c in in_seed_order(cells) if exp.state(c) != "done"]
+    failures: list[str] = []
+    elsewhere: list[Cell] = []
+    workers = exp.jobs if exp.executor.parallel else 1
+    slots = threading.Semaphore(workers)
+    threads: list[threading.Thread] = []
+
+    def work(cell: Cell) -> None:
+        try:
+            outcome = claim_and_run(exp, cell, Owner.here(exp.executor_name), stop=stop)
+            if outcome == "held":
+                elsewhere.append(cell)
+            elif outcome.startswith("failed"):
+                failures.append(outcome.removeprefix("failed: "))
+            progress(exp, cells, workers)
+        finally:
+            slots.release()
+
     for cell in pending:
-        log(f"cell {cell.name}: {exp.state(cell)} ({exp.threads} threads)")
-    if exp.jobs == 1 or not exp.executor.parallel:
-        for cell in pending:
-            run_cell(exp, cell)
+        while not slots.acquire(timeout=0.2):
+            if stop.is_set():
+                break
+        if stop.is_set() or failures:
+            break
+        if workers == 1:
+            work(cell)
+            continue
+        thread = threading.Thread(target=work, args=(cell,), name=f"cell {cell.name}")
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+    if stop.is_set():
+        raise Interrupted("rerun the same command to resume")
+    wait_for_others(exp, elsewhere, stop)
+    return failures
+
+
+def wait_for_others(exp: Experiment, cells: list[Cell], stop: threading.Event, poll_s: float = 1.0) -> None:
+    """Wait while another invocation or job holds any of ``cells``."""
+    waiting = [c for c in cells if lock_of(exp, c).live_owner() is not None]
+    if waiting:
+        log(f"waiting for {len(waiting)} cell(s) run elsewhere: {', '.join(c.name for c in waiting)}")
+    while waiting:
+        if stop.wait(poll_s):
+            raise Interrupted("rerun the same command to resume")
+        waiting = [c for c in waiting if lock_of(exp, c).live_owner() is not None]
+
+
+def progress(exp: Experiment, cells: list[Cell], parallel: int) -> None:
+    """The overall progress line, on a terminal only (a log file gets the cells' own lines)."""
+    if not sys.stderr.isatty():
         return
-    with ThreadPoolExecutor(max_workers=exp.jobs) as pool:
-        for future in [pool.submit(run_cell, exp, c) for c in pending]:
-            future.result()
+    statuses = [cell_status(exp, c) for c in cells]
+    done = sum(s.state == "complete" for s in statuses)
+    log(f"progress: {done} of {len(cells)} cells of this stage complete, about "
+        f"{duration(time_left(statuses, parallel))} left")  # fmt: skip
 
 
-def run(exp: Experiment) -> None:
-    """Every cell: the selection first (when there is one), then the seeded cells and the base cell."""
+def run(exp: Experiment, stop: threading.Event) -> None:
+    """Every cell on this machine: the selection first (when there is one), then the seeded cells and the base
+    cell. Raises :class:`CellFailed` naming the failed cells once the others have run."""
     exp.dir.mkdir(parents=True, exist_ok=True)
-    run_cells(exp, exp.selection_cells())
-    run_cells(exp, exp.test_cells())
+    for wave in (exp.selection_cells, exp.test_cells):
+        failures = run_wave_here(exp, wave(), stop)
+        if failures:
+            raise CellFailed("; ".join(failures))
+        unfinished = [c.name for c in wave() if exp.state(c) != "done"]
+        if unfinished:
+            raise CellFailed(f"cells not complete after their run elsewhere: {', '.join(unfinished)} "
+                             "(see --status)")  # fmt: skip
 
 
 def plan(exp: Experiment) -> list[str]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -51,6 +51,45 @@ class SelectConfig(Section):
     and the arms then differ in nothing but their own overrides)."""
 
 
+class StageResources(Section):
+    """What the scheduler gives a cell's job; none of it changes what the cell computes (not part of its identity)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_min: int = Field(120, ge=1)
+    """The job's time limit in minutes; a cell that runs out is interrupted and resumes at the next invocation."""
+    mem_gb: float | None = Field(None, gt=0)
+    constraint: str | None = None
+    max_parallel: int | None = Field(None, ge=1)
+    """The array throttle (``--array=...%N``): at most N cells of a wave run at once."""
+    additional: dict[str, Any] = Field(default_factory=dict)
+    """Further ``#SBATCH`` options, as submitit's ``additional_parameters`` (e.g. ``{reservation: abc}``)."""
+
+
+class ExecutorConfig(StageResources):
+    """Where cells run: ``local`` (processes on this machine, ``--jobs`` at a time) or ``slurm`` (a job array per
+    wave through submitit, one cell per array task). Multi-node cells are not supported: a cell is one job on one
+    node, its processes (``processes_per_cell``) on that node's devices."""
+
+    name: Literal["local", "slurm"] = "local"
+    cpus_per_cell: int | None = Field(None, ge=1)
+    """CPUs of a cell's job; also its threads (divided among its processes) unless ``threads:`` says otherwise."""
+    gpus_per_cell: int = Field(0, ge=0)
+    """GPUs of a cell's job; also its processes (``processes_per_cell``) unless that is set."""
+    select: StageResources | None = None
+    """The selection cells' scheduler resources, where they differ (each key given replaces the seeded cells')."""
+    poll_s: float = Field(10.0, gt=0)
+    """How often a waiting ``bidir experiment`` reads the cells' state."""
+
+    def stage(self, kind: str) -> StageResources:
+        """The resources of a cell of ``kind`` (``select``, ``test`` or ``base``)."""
+        if kind != "select" or self.select is None:
+            return self
+        given = {k: getattr(self.select, k) for k in self.select.model_fields_set}
+        return StageResources(**{k: getattr(self, k) for k in StageResources.model_fields} | given)
+
+
 class ExperimentConfig(Section):
     """An experiment: the cells (arm, seed) are ordinary ``bidir train`` runs of the base config."""
 
@@ -75,9 +114,16 @@ class ExperimentConfig(Section):
     confirm: list[str] = Field(default_factory=list)
     """Held-out suites, evaluated only by ``--confirm``, once, after every cell is complete."""
     command: str | None = None
-    """The command that runs bidir for a cell, e.g. ``torchrun --nproc-per-node 8 -m bidir_cli.cli``."""
+    """The command that runs bidir for a cell (a wrapper of your own); for several processes per cell use
+    ``processes_per_cell`` instead (the two exclude each other)."""
     threads: int | None = Field(None, ge=1)
-    """CPU threads per cell (default: cores / --jobs, then whatever the experiment's cells already used)."""
+    """CPU threads per process of a cell (default: ``executor.cpus_per_cell`` / processes, else cores / --jobs,
+    then whatever the experiment's cells already used). Part of a cell's identity: it changes the float results."""
+    processes_per_cell: int | None = Field(None, ge=1)
+    """Training processes per cell (torchrun, DDP; default ``executor.gpus_per_cell``, else 1); evaluation runs once.
+    Part of a cell's identity: the global batch is processes x ``per_device_train_batch_size``."""
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    """Where the cells run and, on SLURM, with what resources (``bidir experiment --executor`` overrides the name)."""
     keep_checkpoints: bool = True
     """Keep each cell's checkpoints/ after it completes (they are needed only to resume an unfinished cell)."""
     limitations: list[str] = Field(default_factory=list)
@@ -116,11 +162,18 @@ class ExperimentConfig(Section):
         overlap = set(self.confirm) & set(self.evaluate or []) | set(self.confirm) & {self.select and self.select.suite}
         if overlap:
             problems.append(f"confirm: {', '.join(sorted(overlap))} also a test or selection suite")
+        if self.command and (self.processes > 1):
+            problems.append("command: a cell of several processes is run by processes_per_cell; drop command:")
         if self.select and self.select.suite in (self.evaluate or []):
             problems.append("select.suite: the development suite must not be a test suite")
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    @property
+    def processes(self) -> int:
+        """Training processes per cell."""
+        return self.processes_per_cell or self.executor.gpus_per_cell or 1
 
     @property
     def seed_list(self) -> list[int]:

@@ -184,3 +184,14 @@ def code_of_commit(commit: str, package: Path = PACKAGE_DIR) -> str | None:
         return _git(package, "rev-parse", f"{commit}:./")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def where_running() -> dict[str, Any]:
+    """Where this process runs: host, pid, the executor that started it (``bidir experiment`` sets
+    ``BIDIR_EXECUTOR``; by hand: none) and, inside a SLURM job, its job id, array job id and array task id."""
+    import socket
+
+    slurm = {key: os.environ[var] for key, var in (("slurm_job_id", "SLURM_JOB_ID"),
+             ("slurm_array_job_id", "SLURM_ARRAY_JOB_ID"), ("slurm_array_task_id", "SLURM_ARRAY_TASK_ID"))
+             if var in os.environ}  # fmt: skip
+    return {"host": socket.gethostname(), "pid": os.getpid(), "executor": os.environ.get("BIDIR_EXECUTOR"), **slurm}

@@ -55,7 +55,9 @@ class RunMeta:
     code: str | None = None  # code_version(): bidir's source tree, unmoved by results or docs commits
     device: str | None = None
     world_size: int | None = None
+    global_batch: int | None = None  # processes x per-device batch x gradient accumulation; absent before 2026-12-06
     threads: int | None = None
+    where: dict[str, Any] | None = None  # environment.where_running(): host, executor, SLURM ids; absent before then
     cpu: dict[str, Any] = field(default_factory=dict)  # cpu_description(); absent from runs before 2026-12-06
     model: dict[str, Any] = field(default_factory=dict)
     loss: dict[str, Any] = field(default_factory=dict)

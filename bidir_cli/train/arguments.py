@@ -10,32 +10,25 @@ from ..errors import InputError, did_you_mean
 from ..runs.rundir import RunDir
 
 
-def training_arguments(cfg: Config, data, run: RunDir):
+def training_arguments(cfg: Config, data, run: RunDir):  # data: TrainingData or None
     """SentenceTransformerTrainingArguments from the training section and ``trainer_args.TRAINER_ARGS``.
 
     Built before the run directory exists, so a bad argument (an unknown name, a bad value, a tracker that is
-    not installed) fails with exit 2 and leaves nothing behind.
+    not installed) fails with exit 2 and leaves nothing behind. Without ``data`` (an experiment checking its cells
+    before any runs) the document prompts of the data's columns are left out.
     """
-    import dataclasses
-
     import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     from ..config.training import trainer_arguments
 
-    known = sorted(f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments) if f.init)
-    problems = []
-    for key in cfg.training.model_extra or {}:
-        if key not in known:
-            hint = did_you_mean(key, known) or " (not an argument of SentenceTransformerTrainingArguments)"
-            problems.append(f"training.{key}: unknown key{hint}")
-    problems += tracker_problems(cfg.training.report_to)
+    problems = trainer_argument_problems(cfg)
     if problems:
         raise InputError(problems[0] if len(problems) == 1 else f"{len(problems)} problems", problems=problems)
     prompts = {}
     if cfg.model.query_prompt:
         prompts["anchor"] = cfg.model.query_prompt
-    if cfg.model.document_prompt:
+    if cfg.model.document_prompt and data is not None:
         columns = {c for s in data.sources for c in s.dataset.column_names if c != "anchor"}
         prompts |= {c: cfg.model.document_prompt for c in columns}
     context = RunContext(output_dir=str(run.checkpoints), prompts=prompts or None, cuda=torch.cuda.is_available())
@@ -43,6 +36,22 @@ def training_arguments(cfg: Config, data, run: RunDir):
         return SentenceTransformerTrainingArguments(**trainer_arguments(cfg, context))
     except (TypeError, ValueError) as e:
         raise InputError(f"training: invalid trainer arguments: {e}") from None
+
+
+def trainer_argument_problems(cfg: Config) -> list[str]:
+    """The training section's passed-through keys that SentenceTransformerTrainingArguments does not take, and
+    trackers that are not installed: what can be known of the arguments without the data."""
+    import dataclasses
+
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    known = sorted(f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments) if f.init)
+    problems = [
+        f"training.{key}: not an argument of SentenceTransformerTrainingArguments{did_you_mean(key, known)}"
+        for key in cfg.training.model_extra or {}
+        if key not in known
+    ]
+    return problems + tracker_problems(cfg.training.report_to)
 
 
 def tracker_problems(report_to: str | list[str]) -> list[str]:

@@ -21,11 +21,20 @@ from ..config.schema import Config, config_to_yaml, load_config
 from ..console import library_output, log
 from ..errors import InputError
 from ..runs.atomic import atomic_write_text
-from ..runs.environment import code_version, cpu_description, git_commit, installed_packages, now, versions
+from ..runs.environment import (
+    code_version,
+    cpu_description,
+    git_commit,
+    installed_packages,
+    now,
+    versions,
+    where_running,
+)
 from ..runs.meta import RunMeta
 from ..runs.rundir import RunDir, checkpoint_step, prepare_run_dir, start_run
 from ..runs.train_log import TrainLog
 from .arguments import training_arguments
+from .stopping import StopSignal, interrupted_note
 
 if TYPE_CHECKING:
     from ..eval.command import EvalSuite
@@ -106,6 +115,7 @@ def save_untrained(cfg: Config, data, run: RunDir, *, overwrite: bool, config_pa
         cpu=cpu_description(), model={"source": cfg.model.name_or_path or "static", **model_description(model)},
         data={"sources": [s.identity for s in data.sources], "rows": data.rows, "sampling": cfg.data.sampling},
         config=cfg.model_dump(mode="json"), note="the untrained model of this config (before its first step)",
+        where=where_running(),
     )  # fmt: skip
     start_run(run, meta, overwrite=overwrite)  # meta.json first: the folder is recognisably bidir's
     atomic_write_text(run.config, config_to_yaml(cfg))
@@ -195,6 +205,12 @@ def train(
         raise InputError(f"loss: {e}") from None
 
     checkpoint = run.last_checkpoint() if resume else None
+    if resume and is_main_process():
+        log(
+            f"resuming from {checkpoint.name}"
+            if checkpoint
+            else "no checkpoint to resume from: training starts again from step 0"
+        )
     previous = (run.read_meta() if resume else None) or RunMeta(status=None, name=cfg.name)
     meta = RunMeta(
         status="starting",
@@ -212,7 +228,9 @@ def train(
         code=code_version(),
         device=str(args.device),
         world_size=args.world_size,
+        global_batch=args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
         threads=torch.get_num_threads(),  # CPU threads change both the speed and the float results
+        where=where_running(),
         cpu=cpu_description(),  # and so do the CPU's vector instructions
         model={"source": cfg.model.name_or_path or "static", **model_description(model)},
         loss=cfg.loss.settings(),
@@ -233,6 +251,7 @@ def train(
         run.write_meta(meta)
 
     started = time.perf_counter()
+    stopped = StopSignal()
     try:
         if checkpoint is not None and (last := final_state(checkpoint)) is not None:
             # transformers' Trainer resumed from the checkpoint of its last step trains one step more when that
@@ -243,11 +262,13 @@ def train(
         else:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except KeyboardInterrupt:
-        record(run, meta, trainer, started, "interrupted", note="stopped by SIGINT; continue with --resume")
+        record(run, meta, trainer, started, "interrupted", note=interrupted_note(run, stopped.name))
         raise
     except BaseException as e:
         record(run, meta, trainer, started, "failed", note=f"{type(e).__name__}: {e}")
         raise
+    finally:
+        stopped.restore()
 
     if is_main_process():
         save_model(model, run.model)

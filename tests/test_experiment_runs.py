@@ -1,0 +1,191 @@
+"""How ``bidir experiment`` runs its cells on this machine: everything checked before anything is written, each
+cell claimed by one owner, its state read from the folder alone (``--status``), and a clean stop.
+
+The SLURM executor's tests need a real cluster: tests/test_cluster.py (``bash scripts/test_cluster.sh``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from helpers import BIDIR, ROOT, bidir, write_experiment
+
+from bidir_cli.experiment import locks
+from bidir_cli.experiment.locks import CellLock, Owner
+
+
+def statistics(out: Path) -> dict:
+    summary = json.loads((out / "summary.json").read_text())
+    return {"verdicts": summary["verdicts"], "comparisons": summary["comparisons"], "missing": summary["missing"]}
+
+
+def test_every_problem_is_named_against_the_experiment_file_and_arm_before_anything_is_written(tmp_path):
+    path = write_experiment(
+        tmp_path,
+        set={"training.learning_rte": 0.1},
+        arms={"mnrl": {"loss.name": "mnrl"}, "mnbrl": {"loss.name": "mnbrl", "loss.scle": 20}},
+        evaluate=["test-beir", "no-such-suite"],
+    )
+    out = tmp_path / "out"
+    for mode in ([], ["--plan"]):
+        result = bidir("experiment", path, "--output-dir", out, *mode)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.splitlines()
+        assert lines[0] == f"bidir: error: {path}: 3 problems"
+        assert f"  {path}: set: training.learning_rte: not an argument of SentenceTransformerTrainingArguments " \
+               "(did you mean learning_rate?)" in lines  # fmt: skip
+        assert f"  {path}: arms.mnbrl: loss.scle: unknown key (did you mean scale?)" in lines
+        assert any(line.startswith(f"  {path}: evaluate: {tmp_path}/no-such-suite: no such file") for line in lines)
+        assert not out.exists()
+    # A missing training file in the base config is the base config's problem, named there.
+    path = write_experiment(tmp_path / "nodata", set={"data.train.0.source": "missing.jsonl"})
+    result = bidir("experiment", path, "--output-dir", out)
+    assert result.returncode == 2 and f"{path}: set: data.train.0.source: missing.jsonl: no such file" in result.stderr
+    assert not out.exists()
+
+
+def test_a_key_given_twice_in_any_yaml_is_an_error_naming_both_lines(tmp_path):
+    path = write_experiment(tmp_path)
+    text = path.read_text().replace("  mnrl:\n", "  mnbrl:\n    loss.name: mnbrl\n  mnrl:\n", 1)
+    path.write_text(text)  # two arms called mnbrl: YAML would keep the last
+    first, second = (i + 1 for i, line in enumerate(text.splitlines()) if line == "  mnbrl:")
+    result = bidir("experiment", path, "--output-dir", tmp_path / "out", "--plan")
+    assert result.returncode == 2
+    assert f"duplicate key 'mnbrl' (lines {first} and {second})" in result.stderr and str(path) in result.stderr
+    config = tmp_path / "config.yaml"
+    lines = config.read_text().splitlines()
+    config.write_text("\n".join([*lines, "name: again"]) + "\n")
+    first = next(i + 1 for i, line in enumerate(lines) if line.startswith("name:"))
+    result = bidir("train", config, "--dry-run")
+    assert result.returncode == 2
+    assert f"duplicate key 'name' (lines {first} and {len(lines) + 1})" in result.stderr
+
+
+def test_a_claim_is_held_by_one_owner_adopted_by_its_token_and_taken_over_when_stale(tmp_path, monkeypatch):
+    lock = CellLock(tmp_path / "cell.lock")
+    me = Owner.here("local")
+    assert lock.claim(me) == (True, None)
+    other = Owner.here("local")
+    assert lock.claim(other) == (False, f"held by pid {os.getpid()} on {me.host}")
+    lock.release(other)  # not its claim: nothing happens
+    assert lock.read() == me
+
+    queued = Owner.here("slurm", state="queued")
+    lock.release(me)
+    assert lock.claim(queued)[0]
+    job = Owner.here("slurm")
+    assert lock.claim(job, adopt=queued.token) == (True, None) and lock.read() == job  # the submitter's claim
+
+    # A dead pid on this host: taken over, and said so.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock.path.write_text(json.dumps({**job.__dict__, "pid": dead.pid}))
+    claimed, note = lock.claim(me)
+    assert claimed and note == f"took over a stale claim of pid {dead.pid} on {me.host}: pid {dead.pid} has ended"
+    # A live owner whose heartbeat stopped (a frozen node) is stale after the limit; beating keeps it alive.
+    monkeypatch.setattr(locks, "STALE_AFTER_S", 60)
+    assert lock.live_owner() == me
+    lock.path.write_text(json.dumps({**me.__dict__, "heartbeat": time.time() - 61}))
+    assert lock.live_owner() is None and "no heartbeat for 61 s" in locks.stale_reason(lock.read())
+    assert lock.beat(lock.read()).heartbeat > time.time() - 1 and lock.live_owner() is not None
+
+
+def test_status_reads_every_cells_state_from_the_folder(tmp_path):
+    path = write_experiment(tmp_path, seeds=3, set={"training.max_steps": 4, "training.save_steps": 2})
+    out = tmp_path / "out"
+    bidir("experiment", path, "--output-dir", out, "--cell", "mnrl-seed1", check=True)
+    bidir("train", tmp_path / "config.yaml", "--output-dir", out / "runs" / "mnbrl-seed1", "--set", 'loss.name="mnbrl"',
+          "--set", "training.seed=1", "--set", 'evaluation.suite="test-beir"', "--set", "training.max_steps=4")  # fmt: skip
+    # mnbrl-seed1 trained by hand with other threads: refused, and said why. mnrl-seed2: interrupted after step 2.
+    bidir("experiment", path, "--output-dir", out, "--cell", "mnrl-seed2", check=True)
+    run = out / "runs" / "mnrl-seed2"
+    meta = json.loads((run / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps(meta | {"status": "interrupted"}))
+    for name in ("model", "checkpoints/checkpoint-4"):
+        subprocess.run(["rm", "-r", str(run / name)], check=True)
+    # mnbrl-seed2 held by a live process (this one); mnrl-seed3's log ends in a failure.
+    CellLock(out / "runs" / "mnbrl-seed2.lock").claim(Owner.here("local"))
+    (out / "logs" / "mnrl-seed3.log").write_text("bidir: error: something broke\n# bidir experiment: cell failed after 1.0 s (pid 1 on x)\n")  # fmt: skip
+    result = bidir("experiment", path, "--output-dir", out, "--status", check=True)
+    lines = dict(re.match(r"\s+(\S+)\s+(.*)", x).groups() for x in result.stdout.splitlines() if x.startswith("  "))
+    assert re.fullmatch(r"complete \(\d+ s\)", lines["mnrl-seed1"])
+    assert (
+        lines["mnbrl-seed1"].startswith("refused:")
+        and "ran with 2 threads, this experiment uses 1" in lines["mnbrl-seed1"]
+    )
+    assert lines["mnrl-seed2"] == "interrupted: resumable from step 2"
+    assert re.fullmatch(
+        rf"running: pid {os.getpid()} on \S+, since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d", lines["mnbrl-seed2"]
+    )
+    assert lines["mnrl-seed3"] == f"failed: {out / 'logs' / 'mnrl-seed3.log'}: bidir: error: something broke"
+    assert lines["mnbrl-seed3"] == "pending"
+    assert result.stdout.splitlines()[-1].startswith("1 of 6 cells complete; about ")
+
+
+@pytest.mark.heavy
+def test_sigint_starts_no_queued_cell_and_a_rerun_gives_the_uninterrupted_report(tmp_path):
+    """Real processes: Ctrl-C while the first of two cells trains; the second never starts, the command ends within
+    15 s with 130 and says how to resume; the rerun resumes the first from its checkpoint, and the report equals
+    an uninterrupted run's."""
+    path = write_experiment(tmp_path, seeds=1, set={"training.max_steps": 100, "training.save_steps": 10,
+                                                    "training.logging_steps": 10})  # fmt: skip
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([*BIDIR, "experiment", str(path), "--output-dir", str(out)], stderr=subprocess.PIPE,
+                               text=True, env=env, start_new_session=True)  # fmt: skip
+    first = out / "runs" / "mnbrl-seed1"
+    deadline = time.time() + 120
+    while not (first / "checkpoints" / "checkpoint-10" / "trainer_state.json").exists():
+        assert process.poll() is None and time.time() < deadline, "the first cell did not reach a checkpoint"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C on a terminal: the whole foreground group
+    sent = time.time()
+    stderr = process.communicate(timeout=30)[1]
+    assert process.returncode == 130 and time.time() - sent < 15, stderr
+    assert stderr.splitlines()[-1] == "bidir: interrupted: rerun the same command to resume"
+    assert re.search(r"cell mnbrl-seed1: interrupted \(resumable from step \d+\)", stderr)
+    assert not (out / "runs" / "mnrl-seed1").exists() and "mnrl-seed1" not in stderr  # never started
+    meta = json.loads((first / "meta.json").read_text())
+    assert (
+        meta["status"] == "interrupted"
+        and f"rerun the experiment to resume it (bidir experiment {path}" in meta["note"]
+    )
+    assert not (out / "runs" / "mnbrl-seed1.lock").exists()
+
+    rerun = bidir("experiment", path, "--output-dir", out, check=True)
+    assert re.search(r"cell mnbrl-seed1: resume \(resumable from step \d+\) on pid \d+ on \S+ \(1 threads\); log ",
+                     rerun.stderr)  # fmt: skip
+    assert re.search(r"cell mnrl-seed1: complete after \d+ s", rerun.stderr)
+    for log in (out / "logs").glob("*.log"):  # logs free of carriage-return bars and the model card's widget noise
+        text = log.read_text()
+        assert "\r" not in text and "widget" not in text.lower() and "# bidir experiment: cell complete" in text
+    uninterrupted = tmp_path / "uninterrupted"
+    bidir("experiment", path, "--output-dir", uninterrupted, check=True)
+    assert statistics(out) == statistics(uninterrupted)
+
+
+@pytest.mark.heavy
+def test_two_invocations_started_together_share_the_cells_and_train_each_once(tmp_path):
+    path = write_experiment(tmp_path, seeds=2)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    command = [*BIDIR, "experiment", str(path), "--output-dir", str(out)]
+    processes = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    trained = [re.findall(r"cell (\S+): new on pid (\d+)", o) for o in outputs]
+    assert all(trained), outputs  # each trained at least one cell
+    names = sorted(name for found in trained for name, _ in found)
+    assert names == ["mnbrl-seed1", "mnbrl-seed2", "mnrl-seed1", "mnrl-seed2"]  # each exactly once
+    pids = {name: int(pid) for found in trained for name, pid in found}
+    for name, pid in pids.items():
+        meta = json.loads((out / "runs" / name / "meta.json").read_text())
+        assert meta["status"] == "completed" and not meta["resumed"] and meta["where"]["executor"] == "local"
+    assert (out / "report.md").exists()
