@@ -16,8 +16,19 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # parallel workers share the core
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The heavy tests first (longest first is how parallel workers finish together); otherwise file order."""
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--cluster", action="store_true",
+                     help="run the cluster group (tests marked cluster, a real SLURM) instead of the suite")  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The cluster group runs on its own (``--cluster``: bash scripts/test_cluster.sh), the suite without it; the
+    heavy tests first (longest first is how parallel workers finish together); otherwise file order."""
+    cluster = config.getoption("cluster")
+    chosen = [item for item in items if (item.get_closest_marker("cluster") is not None) == cluster]
+    if len(chosen) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in chosen])
+        items[:] = chosen
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 
 
