@@ -61,7 +61,7 @@ def experiment_command(path: Path, output_dir: Path | None, options: ExperimentO
     if on_slurm and not (o.plan or o.report_only or o.evidence or o.verify or o.rebuild):
         slurm.require_slurm()
     if o.plan:
-        print("\n".join(runner.plan(exp)) or "# nothing to run: every cell is complete")
+        print("# nothing to run: the experiment is complete" if exp.complete() else "\n".join(runner.plan(exp)))
         return
     if o.evidence:
         print("\n".join(str(p) for p in evidence(exp)))
