@@ -189,3 +189,20 @@ def test_two_invocations_started_together_share_the_cells_and_train_each_once(tm
         meta = json.loads((out / "runs" / name / "meta.json").read_text())
         assert meta["status"] == "completed" and not meta["resumed"] and meta["where"]["executor"] == "local"
     assert (out / "report.md").exists()
+
+
+def test_executor_keys_are_checked_and_processes_exclude_a_command(tmp_path):
+    path = write_experiment(tmp_path, executor={"name": "slurm", "partiton": "gpu", "select": {"time_min": 5}})
+    result = bidir("experiment", path, "--plan")
+    assert result.returncode == 2 and "executor.partiton: unknown key (did you mean partition?)" in result.stderr
+    path = write_experiment(tmp_path / "both", processes_per_cell=2, command="python -m bidir_cli.cli")
+    result = bidir("experiment", path, "--plan")
+    assert result.returncode == 2 and "command: a cell of several processes is run by processes_per_cell" in result.stderr
+    # The selection's own scheduler resources replace the seeded cells' where given; a cell's shape is not one.
+    from bidir_cli.experiment.spec import ExecutorConfig
+
+    executor = ExecutorConfig(name="slurm", time_min=120, partition="gpu", select={"time_min": 5})
+    assert (executor.stage("select").time_min, executor.stage("select").partition) == (5, "gpu")
+    assert executor.stage("test").time_min == 120
+    path = write_experiment(tmp_path / "shape", executor={"select": {"gpus_per_cell": 1}})
+    assert "executor.select.gpus_per_cell: unknown key" in bidir("experiment", path, "--plan").stderr

@@ -107,7 +107,8 @@ def duration(seconds: float | None) -> str:
 
 
 def status_lines(exp: Experiment, parallel: int) -> list[str]:
-    """``--status``: a line per cell, then the stage, the count and the time left."""
+    """``--status``: a line per cell, then the count and the time left at ``parallel`` cells at a time (0: as many
+    as are running now)."""
     stages = [("selection", exp.selection_cells()), ("seeded", exp.test_cells())]
     lines, everything = [], []
     for stage, cells in stages:
@@ -122,11 +123,13 @@ def status_lines(exp: Experiment, parallel: int) -> list[str]:
             lines.append(f"  {cell.name:<{width}}  {s.state}{took}{': ' + s.detail if s.detail else ''}")
     if exp.spec.select and not exp.test_cells():
         lines.append("seeded cells: chosen once every selection cell is complete")
+    running = sum(1 for s in everything if s.state == "running")
+    parallel = parallel or max(1, running)  # SLURM without max_parallel: as many as run now
     done = sum(1 for s in everything if s.state == "complete")
     complete = exp.complete()
     total = f"{done} of {len(everything)} cells complete" + (
         "" if exp.test_cells() or not exp.spec.select else " so far"
     )
     lines.append(f"{total}; " + ("the experiment is complete" if complete else
-                                 f"about {duration(time_left(everything, parallel))} left at {parallel} at once"))  # fmt: skip
+                                 f"about {duration(time_left(everything, parallel))} left at {parallel} cell(s) at a time"))  # fmt: skip
     return lines
