@@ -65,6 +65,8 @@ class Structure:
     noise: float  # per-query run noise
     interaction: float  # query x configuration interaction
     single_run: bool  # the 1 vs 1 design's target is the configurations' difference (no run shifts)
+    datasets: tuple[int, ...] = DATASET_QUERIES  # queries per dataset
+    score_scale: bool = False  # the terms add to the score itself (normal, unbounded), not to a latent ability
 
     @property
     def total_sd(self) -> float:
@@ -76,6 +78,10 @@ STRUCTURES = (
     Structure("per-query run noise", run=0.0, run_dataset=0.0, noise=0.5, interaction=0.0, single_run=True),
     Structure("mixed", run=0.04, run_dataset=0.04, noise=0.4, interaction=0.0, single_run=False),
     Structure("query x configuration", run=0.0, run_dataset=0.0, noise=0.2, interaction=0.4, single_run=True),
+    # An independent simulation (issue 31) found the bias-corrected Satterthwaite df anticonservative here at 3 runs
+    # a side (0.064): run shifts and a query x configuration term, on the score scale, three datasets.
+    Structure("run shifts and query x configuration (score scale)", run=0.02, run_dataset=0.0, noise=0.08,
+              interaction=0.08, single_run=False, datasets=(30, 75, 225), score_scale=True),  # fmt: skip
 )
 DESIGNS = ((3, 3), (5, 5), (1, 1))
 
@@ -95,7 +101,9 @@ def expected_score(mean: float, sd: float) -> float:
 
 
 def true_differences(structure: Structure, shift: float) -> np.ndarray:
-    """Each dataset's expected difference when the system's latent ability is ``shift`` higher."""
+    """Each dataset's expected difference when the system's latent ability (or score) is ``shift`` higher."""
+    if structure.score_scale:
+        return np.full(len(structure.datasets), shift)
     sd = structure.total_sd
     return np.array([expected_score(m + shift, sd) - expected_score(m, sd) for m in DATASET_MEANS])
 
@@ -106,8 +114,9 @@ def simulate(
     """One comparison: per dataset, the system's and the baseline's ``(runs, queries)`` scores."""
     system, baseline = [], []
     run_shift = [rng.normal(0, structure.run, size=(r, 1)) for r in runs]  # the same on every dataset
-    for n, mean in zip(DATASET_QUERIES, DATASET_MEANS, strict=True):
-        ability = rng.normal(mean, QUERY_SD, size=n)
+    for n, mean in zip(structure.datasets, DATASET_MEANS, strict=False):
+        # On the score scale a query's difficulty is its base score (it cancels in every paired difference).
+        ability = rng.uniform(0.2, 0.8, size=n) if structure.score_scale else rng.normal(mean, QUERY_SD, size=n)
         for side, (r, offset, out) in enumerate(zip(runs, (shift, 0.0), (system, baseline), strict=True)):
             z = (
                 ability
@@ -117,7 +126,7 @@ def simulate(
                 + rng.normal(0, structure.interaction, size=n)
                 + rng.normal(0, structure.noise, size=(r, n))
             )
-            out.append(scores(z))
+            out.append(z if structure.score_scale else scores(z))
     return system, baseline
 
 
@@ -153,6 +162,7 @@ class Outcome:
     shift: float  # the mean row's true difference in the shifted comparisons: 2.80 true standard errors
     coverage: np.ndarray  # share of intervals holding the true difference, under the shift
     power: np.ndarray  # share of shifted comparisons called significant
+    smallest: int = 0  # the row of the smallest dataset
 
 
 def calibrate(structure: Structure, runs: tuple[int, int], replicates: int, permutations: int, seed: int) -> Outcome:
@@ -163,7 +173,7 @@ def calibrate(structure: Structure, runs: tuple[int, int], replicates: int, perm
     ``(z(0.975) + z(0.8)) * se = 2.80 se``.
     """
     rng = np.random.default_rng([seed, STRUCTURES.index(structure), runs[0], runs[1]])
-    rows = len(DATASET_QUERIES) + 1
+    rows = len(structure.datasets) + 1
     null, null_old = np.zeros(rows), np.zeros(rows)
     mdds = np.empty((replicates, rows))
     estimates = np.empty(replicates)  # the mean row's difference
@@ -191,21 +201,22 @@ def calibrate(structure: Structure, runs: tuple[int, int], replicates: int, perm
         float(truth[-1]),
         covered / replicates,
         rejected / replicates,
+        int(np.argmin(structure.datasets)),
     )
 
 
 def table(outcomes: dict[tuple[str, tuple[int, int]], Outcome]) -> str:
     """The markdown table: a line per structure and design; each cell dataset rows / 30-query row / mean row."""
-    smallest = int(np.argmin(DATASET_QUERIES))
-
-    def three(x: np.ndarray) -> str:
-        return f"{x[:-1].mean():.3f} / {x[smallest]:.3f} / {x[-1]:.3f}"
 
     lines = [
         "| variance structure | runs | FPR | coverage | power | shift (oracle MDD) | reported MDD | FPR, superseded test |",
         "|---|---|---|---|---|---:|---:|---|",
     ]
     for (name, runs), o in outcomes.items():
+
+        def three(x: np.ndarray, o: Outcome = o) -> str:
+            return f"{x[:-1].mean():.3f} / {x[o.smallest]:.3f} / {x[-1]:.3f}"
+
         lines.append(
             f"| {name} | {runs[0]} vs {runs[1]} | {three(o.fpr)} | {three(o.coverage)} | {three(o.power)} "
             f"| {o.shift:.4f} | {o.mdd[-1]:.4f} | {three(o.fpr_old)} |"

@@ -265,14 +265,14 @@ def test_seed_groups_aggregate_by_hand(tmp_path, capsys):
     # amount), so its per-query differences are all equal and the statistic is Welch's t on the run means.
     from scipy import stats
 
-    def corrected_df(terms: list[tuple[float, float]]) -> float:
-        """Satterthwaite's df with unbiased squares: V^2 / sum t^2 / (nu + 2) - 2, within [min nu, sum nu]."""
-        df = sum(t for t, _ in terms) ** 2 / sum(t * t / (nu + 2) for t, nu in terms) - 2
+    def satterthwaite_df(terms: list[tuple[float, float]]) -> float:
+        """Satterthwaite's df: V^2 / sum t^2 / nu, within [min nu, sum nu]."""
+        df = sum(t for t, _ in terms) ** 2 / sum(t * t / nu for t, nu in terms)
         return min(max(df, min(nu for _, nu in terms)), sum(nu for _, nu in terms))
 
     a_y = [statistics.mean(base_y) + d for d in (0.0, 0.02)]
     welch = stats.ttest_ind(b_y, a_y, equal_var=False)
-    df = corrected_df([(statistics.variance(b_y) / 3, 2), (statistics.variance(a_y) / 2, 1)])
+    df = satterthwaite_df([(statistics.variance(b_y) / 3, 2), (statistics.variance(a_y) / 2, 1)])
     assert (y["differences"]["b"]["test"], y["differences"]["b"]["unit"]) == ("run_t", "training run")
     assert y["differences"]["b"]["diff"] / y["differences"]["b"]["se"] == pytest.approx(welch.statistic)
     assert y["differences"]["b"]["df"] == pytest.approx(df)
@@ -282,7 +282,7 @@ def test_seed_groups_aggregate_by_hand(tmp_path, capsys):
     interaction = statistics.variance([0.19, 0.20, 0.21, 0.22]) / 4
     terms = [(statistics.variance(b_x) / 3, 2), (statistics.variance(a_x) / 2, 1), (interaction, 3)]
     variance = sum(t for t, _ in terms)
-    df = corrected_df(terms)
+    df = satterthwaite_df(terms)
     t = x["differences"]["b"]["diff"] / math.sqrt(variance)
     assert x["differences"]["b"]["se"] == pytest.approx(math.sqrt(variance))
     assert x["differences"]["b"]["df"] == pytest.approx(df)

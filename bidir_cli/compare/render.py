@@ -144,7 +144,7 @@ def legend(c: Comparison) -> list[str]:
         test = c.differences[MEAN][name].test
         title, unit, covers = TESTS[test]
         how = (
-            f"{runs[name]} vs {runs[c.baseline]} runs, bias-corrected Satterthwaite degrees of freedom"
+            f"{runs[name]} vs {runs[c.baseline]} runs, Satterthwaite degrees of freedom"
             if test == "run_t"
             else f"{c.permutations:,} random sign flips, or all of them when there are fewer"
         )

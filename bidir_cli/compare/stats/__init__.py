@@ -13,7 +13,7 @@ differences the test does not reject, so a significance mark and an interval nev
 * :func:`run_level_test`, when both sides hold at least two runs. The unit of replication is the
   training run; the error term holds run-to-run variation, per-query run noise and query
   sampling, including a query x configuration interaction. A t test and t interval from one
-  standard error and one number of degrees of freedom (Satterthwaite's, bias-corrected).
+  standard error and one number of degrees of freedom (Satterthwaite's).
 * :func:`sign_flip_test`, when a side holds a single run: the paired randomization test on
   per-query differences, with the interval obtained by inverting it. It covers query sampling
   only: one run per side says nothing about how much another run would differ.
