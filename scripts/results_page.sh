@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate docs/results.md (and the README's table) from the committed experiment folders, by bidir's own
 # commands: each complete experiment's report rebuilt from its cells' results-only files, the incomplete ones
-# listed, the sections written by scripts/proposal_tests.py and scripts/reading_notes.py. Trains nothing; needs
+# listed, the sections written by scripts/proposal_tests.py, scripts/reading_notes.py and scripts/df_change.py. Trains nothing; needs
 # ../shared beside the repository (the proposal's reference table, the suites' qrels).
 #   bash scripts/results_page.sh
 set -euo pipefail
@@ -17,6 +17,8 @@ for name in static static-negatives transformer gpu; do
 done
 python scripts/proposal_tests.py "${runs[@]}" --output docs/experiments/proposal.md
 python scripts/reading_notes.py "${pairs[@]}" --output docs/experiments/reading.md
+python scripts/df_change.py "${pairs[@]}" --output docs/experiments/df-change.md
 bidir results-page "${experiments[@]}" --section docs/experiments/proposal.md --section docs/experiments/reading.md \
+  --section docs/experiments/df-change.md \
   --title "Results: the bidirectional loss against the standard loss on real data" --output docs/results.md \
   --table-into README.md
