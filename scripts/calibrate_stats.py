@@ -80,8 +80,16 @@ STRUCTURES = (
     Structure("query x configuration", run=0.0, run_dataset=0.0, noise=0.2, interaction=0.4, single_run=True),
     # An independent simulation (issue 31) found the bias-corrected Satterthwaite df anticonservative here at 3 runs
     # a side (0.064): run shifts and a query x configuration term, on the score scale, three datasets.
-    Structure("run shifts and query x configuration (score scale)", run=0.02, run_dataset=0.0, noise=0.08,
-              interaction=0.08, single_run=False, datasets=(30, 75, 225), score_scale=True),  # fmt: skip
+    Structure(
+        "run shifts and query x configuration (score scale)",
+        run=0.02,
+        run_dataset=0.0,
+        noise=0.08,
+        interaction=0.08,
+        single_run=False,
+        datasets=(30, 75, 225),
+        score_scale=True,
+    ),  # fmt: skip
 )
 DESIGNS = ((3, 3), (5, 5), (1, 1))
 

@@ -87,7 +87,10 @@ def section(experiments: list[tuple[Path, Path]]) -> str:
             md.append(f"| {exp.spec.name} | {suite} | {row} | {arm} | {runs} | {old.df:.1f} -> {d.df:.1f} | "
                       f"{old.p:.3g} -> {d.p:.3g} | {verdict} |")  # fmt: skip
     changed = sum(1 for line in md if "**changed**" in line)
-    md += ["", f"Verdicts that changed: {changed}. The largest move of a dataset row's p-value: {largest[1] or 'none'}."]
+    md += [
+        "",
+        f"Verdicts that changed: {changed}. The largest move of a dataset row's p-value: {largest[1] or 'none'}.",
+    ]
     return "\n".join(md) + "\n"
 
 

@@ -197,7 +197,9 @@ def test_executor_keys_are_checked_and_processes_exclude_a_command(tmp_path):
     assert result.returncode == 2 and "executor.partiton: unknown key (did you mean partition?)" in result.stderr
     path = write_experiment(tmp_path / "both", processes_per_cell=2, command="python -m bidir_cli.cli")
     result = bidir("experiment", path, "--plan")
-    assert result.returncode == 2 and "command: a cell of several processes is run by processes_per_cell" in result.stderr
+    assert (
+        result.returncode == 2 and "command: a cell of several processes is run by processes_per_cell" in result.stderr
+    )
     # The selection's own scheduler resources replace the seeded cells' where given; a cell's shape is not one.
     from bidir_cli.experiment.spec import ExecutorConfig
 
@@ -206,3 +208,45 @@ def test_executor_keys_are_checked_and_processes_exclude_a_command(tmp_path):
     assert executor.stage("test").time_min == 120
     path = write_experiment(tmp_path / "shape", executor={"select": {"gpus_per_cell": 1}})
     assert "executor.select.gpus_per_cell: unknown key" in bidir("experiment", path, "--plan").stderr
+
+
+def test_a_design_changed_after_the_first_report_is_named_and_refuses_confirmation(tmp_path, monkeypatch):
+    from bidir_cli.experiment import confirm
+    from bidir_cli.experiment.cells import Experiment
+    from bidir_cli.experiment.design import design, design_hash
+
+    path = write_experiment(tmp_path, seeds=1)
+    out = tmp_path / "out"
+    bidir("experiment", path, "--output-dir", out, check=True)
+    plan = json.loads((out / "plan.json").read_text())
+    exp = Experiment(path, out)
+    assert plan["design_hash"] == design_hash(design(exp)) and plan["design"]["seeds"] == [1]
+    # Neither the code, the executor nor the threads are the design: the plan hash moves, the design's does not.
+    monkeypatch.setattr(confirm, "code_version", lambda: "another tree")
+    moved = Experiment(write_experiment(tmp_path / "other", seeds=1, threads=2, executor={"name": "slurm"}), out)
+    assert confirm.plan_hash(moved) != plan["plan_hash"] and design_hash(design(moved)) == plan["design_hash"]
+    monkeypatch.undo()
+
+    # Seeds raised after the first report (optional stopping): every verdict says so, and --confirm refuses.
+    raised = path.read_text().replace("seeds: 1", "seeds: 2")
+    path.write_text(raised)
+    result = bidir("experiment", path, "--output-dir", out, check=True)
+    summary = json.loads((out / "summary.json").read_text())
+    first = summary["verdicts"]["test-beir"][0]
+    assert first.startswith("**The design changed after the first report** (seeds: 1 per arm -> 2 per arm)")
+    assert "The design changed after the first report" in result.stdout
+    assert "**changed since**: seeds: 1 per arm -> 2 per arm" in (out / "report.md").read_text()
+    refused = bidir("experiment", path, "--output-dir", out, "--confirm")
+    assert refused.returncode == 2 and "--confirm: the design changed after the first report (seeds" in refused.stderr
+    assert not (out / "confirmation.json").exists()
+    # Back to the registered design: no warning, and the confirmation records the design it confirmed.
+    path.write_text(raised.replace("seeds: 2", "seeds: 1"))
+    bidir("experiment", path, "--output-dir", out, "--confirm", check=True)
+    assert json.loads((out / "confirmation.json").read_text())["design_hash"] == plan["design_hash"]
+    assert "changed after" not in (out / "report.md").read_text()
+    # A first report from before design hashes: "not comparable", never flagged.
+    (out / "plan.json").write_text(json.dumps({k: v for k, v in plan.items() if not k.startswith("design")}))
+    bidir("experiment", path, "--output-dir", out, "--report-only", check=True)
+    report = (out / "report.md").read_text()
+    assert "design hash (what decides the statistics" in report and "not comparable (the first report" in report
+    assert "changed after" not in report

@@ -12,8 +12,9 @@ from ..errors import InputError
 from ..runs.environment import code_version, cpu_mismatch, now, package_commit, require_versions
 from ..runs.rundir import RunDir, differences
 from .cells import Cell, Experiment
+from .design import design, design_hash, design_status
 from .identity import portable
-from .records import PLAN_HASH_VERSION, ConfirmationRecord
+from .records import PLAN_HASH_VERSION, ConfirmationRecord, PlanRecord
 from .runner import execute, run_cell
 
 
@@ -50,10 +51,18 @@ def confirm(exp: Experiment) -> None:
             f"--confirm: the experiment is not complete (pending: {', '.join(unfinished) or 'its report'}); "
             "run it and write its report first"
         )
+    status, changes = design_status(exp, PlanRecord.load(exp.dir / "plan.json").to_dict())
+    if status == "changed":
+        raise InputError(
+            f"--confirm: the design changed after the first report ({'; '.join(changes)}); a confirmation of the "
+            "changed design would confirm a verdict its own plan did not fix. Restore the experiment file, or start "
+            "a new experiment (another name or --output-dir) with this design"
+        )
     for cell in exp.test_cells():
         execute(exp, cell, exp.eval_args(cell, exp.spec.confirm), exp.log_path(cell))
     ConfirmationRecord(time=now(), plan_hash=plan_hash(exp), plan_hash_version=PLAN_HASH_VERSION,
-                       commit=package_commit(), code=code_version(), suites=exp.spec.confirm).save(record)  # fmt: skip
+                       commit=package_commit(), code=code_version(), suites=exp.spec.confirm,
+                       design_hash=design_hash(design(exp)) if status == "same" else None).save(record)  # fmt: skip
 
 
 def find_cell(exp: Experiment, name: str, option: str) -> Cell:

@@ -1,6 +1,6 @@
 """The files an experiment writes beside its cells, each with one typed owner (``load`` / ``save``):
 
-    DIR/plan.json          PlanRecord: the plan hash when the report was first written
+    DIR/plan.json          PlanRecord: the plan hash and the design (and its hash) when the report was first written
     DIR/confirmation.json  ConfirmationRecord: when the held-out suites were evaluated, under which plan hash
     DIR/summary.json       Summary: the report's numbers (verdicts, comparisons, the plan, the confirmation, ...)
     DIR/runs/C/rebuilt.json  RebuiltRecord: a cell's model rebuilt within a tolerance (``--rebuild --rtol``)
@@ -69,12 +69,18 @@ class Hashed:
 
 @dataclass
 class PlanRecord(Hashed, Record):
+    """plan.json: written with the first report. ``design`` (design.py) is what decides the statistics, and its
+    hash; records from before design hashes have none (their design is "not comparable", never "changed")."""
+
     plan_hash: str
     plan_hash_version: int | None = None
     first_report: str | None = None
     commit: str | None = None
+    design_hash: str | None = None
+    design_hash_version: int | None = None
+    design: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    OPTIONAL = ("plan_hash_version",)
+    OPTIONAL = ("plan_hash_version", "design_hash", "design_hash_version", "design")
 
 
 @dataclass
@@ -85,8 +91,9 @@ class ConfirmationRecord(Hashed, Record):
     commit: str | None = None
     code: str | None = None
     suites: list[str] = field(default_factory=list)
+    design_hash: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    OPTIONAL = ("plan_hash_version",)
+    OPTIONAL = ("plan_hash_version", "design_hash")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from ..runs.environment import code_of_commit, now, package_commit
 from ..runs.settings import DEFAULT_SETTINGS
 from ..runs.train_log import TrainLog
 from .cells import Cell, Experiment, meta_or_none
+from .design import DESIGN_HASH_VERSION, design, design_hash, design_status
 from .records import PLAN_HASH_VERSION, ConfirmationRecord, PlanRecord, Summary
 
 
@@ -192,6 +193,15 @@ def training_curves(exp: Experiment, cells: list[Cell], path: Path) -> bool:
     return True
 
 
+def design_line(plan: dict[str, Any]) -> str:
+    if plan.get("design_now") == "not comparable":
+        return "not comparable (the first report recorded no design of this hash version)"
+    first = f"`{plan['design_hash'][:16]}` (first report)"
+    if plan.get("design_now") == "changed":
+        return f"{first}, **changed since**: {'; '.join(plan.get('design_changes', []))}"
+    return f"{first}, unchanged since"
+
+
 def cell_shape(exp: Experiment, done: list[Cell]) -> str:
     """``cell``, or for cells of several training processes ``process, N processes per cell (torchrun), global
     batch G`` (G as the cells' meta.json recorded it: processes x per-device batch x accumulation)."""
@@ -216,16 +226,24 @@ def write_report(exp: Experiment) -> Summary:
     exp.dir.mkdir(parents=True, exist_ok=True)
     plan = exp.dir / "plan.json"
     if not plan.exists():
+        fixed = design(exp)
         PlanRecord(plan_hash=plan_hash(exp), plan_hash_version=PLAN_HASH_VERSION, first_report=now(),
-                   commit=package_commit()).save(plan)  # fmt: skip
+                   commit=package_commit(), design_hash=design_hash(fixed), design_hash_version=DESIGN_HASH_VERSION,
+                   design=fixed).save(plan)  # fmt: skip
+    recorded = PlanRecord.load(plan)
+    status, changes = design_status(exp, recorded.to_dict())
+    warning = [f"**The design changed after the first report** ({'; '.join(changes)}): the p-values and intervals "
+               "below are computed as if it had not (running on after a look is optional stopping), so they do not "
+               "mean what they say."] if status == "changed" else []  # fmt: skip
     tests = comparisons(exp, exp.suites, done)
     summary = Summary(
         experiment=exp.spec.name, file=str(exp.path), baseline=exp.spec.baseline, arms=list(exp.spec.arms),
         seeds=exp.spec.seed_list, threads=exp.threads, missing=missing, seeds_vary=what_seeds_vary(exp, cells),
         limitations=exp.spec.limitations, selection=exp.chosen() if exp.spec.select else None,
-        verdicts={suite: verdict_lines(c) for suite, c in tests.items()},
+        verdicts={suite: warning + verdict_lines(c) for suite, c in tests.items()},
         comparisons={suite: _statistics(comparison_dict(c)) for suite, c in tests.items()},
-        plan=PlanRecord.load(plan).to_dict() | {"plan_hash_now": plan_hash(exp)},
+        plan={k: v for k, v in recorded.to_dict().items() if k != "design"}
+        | {"plan_hash_now": plan_hash(exp), "design_now": status, "design_changes": changes},
     )  # fmt: skip
     md = [f"# Experiment {exp.spec.name}", "", f"`{exp.path}`: arms {', '.join(exp.spec.arms)} (baseline "
           f"{exp.spec.baseline}), {len(exp.spec.seed_list)} seeds per arm ({', '.join(map(str, exp.spec.seed_list))}), "
@@ -237,7 +255,7 @@ def write_report(exp: Experiment) -> Summary:
     if exp.spec.limitations:
         md += ["**Read first: what this design cannot show**", "", *(f"- {x}" for x in exp.spec.limitations), ""]
     for suite, comparison in tests.items():
-        md += [f"On `{suite}`:", "", *(f"- {line}" for line in verdict_lines(comparison)), ""]
+        md += [f"On `{suite}`:", "", *(f"- {line}" for line in warning + verdict_lines(comparison)), ""]
     md += selection_table(exp) + ([""] if exp.spec.select else [])
     for suite, comparison in tests.items():
         plot = exp.dir / f"differences-{suite}.png"
@@ -278,6 +296,8 @@ def _confirmation(exp: Experiment, done: list[Cell], summary: Summary) -> list[s
         verdict = "hashed by different versions of the plan hash, so not comparable."
     else:
         verdict = "the same plan." if first.plan_hash == confirmation.plan_hash else "**the plan changed in between**."
+    if first.design_hash and confirmation.design_hash:  # refused when it changed: the same design, said so
+        verdict += f" Design hash at both: `{first.design_hash[:16]}` (the same design)."
     md = ["## Confirmation on held-out suites", "",
           f"Evaluated once, {confirmation.time}, after every cell was complete. Plan hash when the test report was "
           f"first written ({first.first_report}): `{first.plan_hash[:16]}`; at confirmation: "
@@ -308,7 +328,8 @@ def _provenance(exp: Experiment, done: list[Cell], summary: Summary) -> list[str
           f"- repository commits: {', '.join(commits)}",
           "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
           f"- plan hash: `{summary.plan['plan_hash'][:16]}` (first report), `{summary.plan['plan_hash_now'][:16]}` (now"
-          + ("" if PlanRecord.from_dict(summary.plan).hash_version == PLAN_HASH_VERSION else f", hash version {PLAN_HASH_VERSION}: not comparable") + ")",
+          + ("" if PlanRecord.from_dict(summary.plan).hash_version == PLAN_HASH_VERSION else f", hash version {PLAN_HASH_VERSION}: not comparable") + "); it covers the code too, so it moves with every code change",
+          f"- design hash (what decides the statistics: cells, suites, seeds, metric, target difference): {design_line(summary.plan)}",
           f"- command: `bidir experiment {exp.path}`", "", "Each cell's command:", ""]  # fmt: skip
     md += [f"- `{c.name}`: `{' '.join(m.argv)}`" for c in done if (m := meta_or_none(exp.run_dir(c))) and m.argv]
     return md + [""]
