@@ -1,0 +1,181 @@
+"""Group-sequential boundaries: Lan-DeMets alpha spending with a non-binding beta-spending futility bound.
+
+At look k of K the standardized statistic ``Z_k`` has seen the information fraction ``t_k`` (runs at the look over
+the most runs, pre-registered). Under a drift ``theta`` (``E[Z_k] = theta sqrt(t_k)``) the statistics form a
+Brownian motion observed at the fractions: ``S_k = Z_k sqrt(t_k)`` has independent normal increments of variance
+``t_k - t_{k-1}`` and mean ``theta (t_k - t_{k-1})``.
+
+* Efficacy (two-sided, symmetric): reject at look k when ``|Z_k| >= c_k``, with ``c_k`` chosen so that the chance
+  of a first crossing at look k under no difference is ``alpha(t_k) - alpha(t_{k-1})``. Spending functions (Lan
+  and DeMets 1983; Kim and DeMets 1987), each side spending ``alpha / 2``: O'Brien-Fleming type
+  ``2 - 2 Phi(z_{1-alpha/4} / sqrt(t))`` a side, Pocock type ``(alpha / 2) ln(1 + (e - 1) t)`` a side.
+* Futility (non-binding): stop for futility at look k when ``|Z_k| < b_k``, with ``b_k`` chosen so that under the
+  target drift the chance of stopping for futility by look k is ``beta(t_k)`` (the same family of spending
+  function). The efficacy bounds are computed without it, so ignoring a futility stop never raises the
+  false-positive rate; at the last look ``b_K = c_K``.
+
+The probabilities are computed by recursive numerical integration of the continuation region's sub-density on a
+grid (Armitage, McPherson and Rowe 1969; Jennison and Turnbull 2000, ch. 19): deterministic, the same numbers on
+every run. scipy has no group-sequential design; the R packages that do (gsDesign, ldbounds) are not Python.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, special
+
+SPENDING = ("obrien-fleming", "pocock")
+GRID = 2001
+"""Points of the grid the sub-density is carried on at each look (|S| up to 12 standard deviations)."""
+
+
+def spent(level: float, fraction: float, spending: str) -> float:
+    """The error spent by information fraction ``fraction`` (0 at 0, ``level`` at 1), two-sided: each side spends
+    half by the one-sided function, as gsDesign and Jennison and Turnbull do (so O'Brien-Fleming type at 0.05 is
+    ``2 (2 - 2 Phi(z_{1 - 0.0125} / sqrt(t)))``; Pocock type is the same either way)."""
+    if fraction <= 0:
+        return 0.0
+    if spending == "obrien-fleming":
+        side = level / 2
+        return float(2 * (2 - 2 * special.ndtr(special.ndtri(1 - side / 2) / math.sqrt(min(fraction, 1.0)))))
+    if spending == "pocock":
+        return float(level * math.log(1 + (math.e - 1) * min(fraction, 1.0)))
+    raise ValueError(f"spending: {spending!r} is not one of {', '.join(SPENDING)}")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """A design's boundaries on the Z scale, one per look (``futility`` None without a futility bound)."""
+
+    fractions: tuple[float, ...]
+    efficacy: tuple[float, ...]
+    futility: tuple[float, ...] | None
+    alpha: float
+
+    def nominal_p(self) -> list[float]:
+        """Each efficacy bound as a two-sided nominal p-value: reject at look k when the look's p <= it."""
+        return [float(2 * special.ndtr(-c)) for c in self.efficacy]
+
+
+class _Walk:
+    """The sub-density of ``S_k`` on the continuation region, carried from look to look."""
+
+    def __init__(self, drift: float) -> None:
+        self.drift = drift
+        self.fraction = 0.0
+        self.points: np.ndarray | None = None  # None: S = 0 with probability 1 (before the first look)
+        self.weights: np.ndarray | None = None  # density x quadrature weight at each point
+
+    def _moments(self, fraction: float) -> tuple[np.ndarray, np.ndarray, float]:
+        step = fraction - self.fraction
+        points = np.zeros(1) if self.points is None else self.points
+        weights = np.ones(1) if self.weights is None else self.weights
+        return points + self.drift * step, weights, math.sqrt(step)  # the centres of the next look's normals
+
+    def outside(self, fraction: float, low: float, high: float) -> tuple[float, float]:
+        """The chances of a first arrival below ``low`` and above ``high`` (Z scale) at ``fraction``."""
+        centre, weights, sd = self._moments(fraction)
+        scale = math.sqrt(fraction)
+        below = special.ndtr((low * scale - centre) / sd)
+        above = special.ndtr((centre - high * scale) / sd)
+        return float(weights @ below), float(weights @ above)
+
+    def inside(self, fraction: float, low: float, high: float) -> float:
+        """The chance of a first arrival strictly between ``low`` and ``high`` (Z scale) at ``fraction``."""
+        centre, weights, sd = self._moments(fraction)
+        scale = math.sqrt(fraction)
+        between = special.ndtr((high * scale - centre) / sd) - special.ndtr((low * scale - centre) / sd)
+        return float(weights @ between)
+
+    def advance(self, fraction: float, regions: list[tuple[float, float]]) -> None:
+        """Keep the paths that land in ``regions`` (Z-scale intervals) at ``fraction``: the next sub-density."""
+        centre, weights, sd = self._moments(fraction)
+        scale = math.sqrt(fraction)
+        points, quadrature = [], []
+        for low, high in regions:
+            if high <= low:
+                continue
+            n = max(3, int(GRID * (high - low) / 24) | 1)  # odd, for Simpson's rule
+            grid = np.linspace(low * scale, high * scale, n)
+            simpson = np.ones(n)
+            simpson[1:-1:2], simpson[2:-1:2] = 4, 2
+            points.append(grid)
+            quadrature.append(simpson * (grid[1] - grid[0]) / 3)
+        if not points:  # every path has stopped
+            self.points, self.weights, self.fraction = np.zeros(0), np.zeros(0), fraction
+            return
+        grid, rule = np.concatenate(points), np.concatenate(quadrature)
+        density = np.exp(-0.5 * ((grid[:, None] - centre[None, :]) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
+        self.points, self.weights, self.fraction = grid, rule * (density @ weights), fraction
+
+
+def efficacy_bounds(fractions: Sequence[float], alpha: float = 0.05, spending: str = "obrien-fleming") -> list[float]:
+    """Two-sided symmetric efficacy bounds (Z scale) that spend ``alpha`` by ``spending`` over ``fractions``."""
+    fractions = _checked(fractions)
+    walk, bounds, before = _Walk(0.0), [], 0.0
+    for t in fractions:
+        target = spent(alpha, t, spending) - before
+        bound = optimize.brentq(lambda c, t=t, g=target: sum(walk.outside(t, -c, c)) - g, 0.0, 40.0, xtol=1e-10)
+        bounds.append(float(bound))
+        before += target
+        walk.advance(t, [(-bound, bound)])
+    return bounds
+
+
+def futility_bounds(
+    fractions: Sequence[float], efficacy: Sequence[float], drift: float, beta: float = 0.2,
+    spending: str = "obrien-fleming",
+) -> list[float]:  # fmt: skip
+    """Inner bounds ``b_k`` (stop for futility when ``|Z_k| < b_k``) spending ``beta`` under ``drift`` (the target
+    difference over the standard error at the most runs), never above the efficacy bound; ``b_K = c_K``."""
+    fractions = _checked(fractions)
+    walk, bounds, before = _Walk(drift), [], 0.0
+    for k, (t, c) in enumerate(zip(fractions, efficacy, strict=True)):
+        if k == len(fractions) - 1:
+            bounds.append(float(c))
+            break
+        target = spent(beta, t, spending) - before
+        if walk.inside(t, -c, c) <= target:
+            bound = float(c)
+        else:
+            bound = optimize.brentq(lambda b, t=t, g=target: walk.inside(t, -b, b) - g, 0.0, c, xtol=1e-10)
+        bounds.append(float(bound))
+        before += walk.inside(t, -bound, bound)
+        walk.advance(t, [(-c, -bound), (bound, c)])
+    return bounds
+
+
+def crossing(
+    fractions: Sequence[float], efficacy: Sequence[float], futility: Sequence[float] | None, drift: float
+) -> tuple[list[float], list[float]]:
+    """Per look, the chances of stopping there for efficacy and for futility (futility honoured) under ``drift``."""
+    fractions = _checked(fractions)
+    walk, win, lose = _Walk(drift), [], []
+    for k, (t, c) in enumerate(zip(fractions, efficacy, strict=True)):
+        b = futility[k] if futility is not None else 0.0
+        win.append(sum(walk.outside(t, -c, c)))
+        lose.append(walk.inside(t, -b, b) if b > 0 else 0.0)
+        walk.advance(t, [(-c, -b), (b, c)] if b > 0 else [(-c, c)])
+    return win, lose
+
+
+def design_bounds(
+    fractions: Sequence[float], alpha: float = 0.05, spending: str = "obrien-fleming",
+    futility_drift: float | None = None, beta: float = 0.2,
+) -> Bounds:  # fmt: skip
+    efficacy = efficacy_bounds(fractions, alpha, spending)
+    futility = None
+    if futility_drift is not None:
+        futility = tuple(futility_bounds(fractions, efficacy, futility_drift, beta, spending))
+    return Bounds(tuple(_checked(fractions)), tuple(efficacy), futility, alpha)
+
+
+def _checked(fractions: Sequence[float]) -> list[float]:
+    values = [float(t) for t in fractions]
+    if not values or any(b <= a for a, b in zip([0.0, *values], values, strict=False)) or abs(values[-1] - 1) > 1e-12:
+        raise ValueError(f"information fractions must increase from above 0 to 1 (got {values})")
+    return values

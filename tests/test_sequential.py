@@ -1,0 +1,86 @@
+"""Group-sequential boundaries (bidir_cli/compare/stats/sequential.py) against published values and a simulation.
+
+The published values are gsDesign's two-sided symmetric Lan-DeMets O'Brien-Fleming bounds at alpha 0.05 (0.025 a
+side; `gsDesign(k = 4, test.type = 2, sfu = sfLDOF)`, and k = 3); the simulation draws Brownian paths at the looks and counts
+first crossings, which must match what each bound spends.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bidir_cli.compare.stats.sequential import crossing, design_bounds, efficacy_bounds, futility_bounds, spent
+
+FOUR = [0.25, 0.5, 0.75, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("fractions", "published"),
+    [(FOUR, [4.3326, 2.9631, 2.3590, 2.0141]), ([1 / 3, 2 / 3, 1.0], [3.7103, 2.5114, 1.9930])],
+)
+def test_obrien_fleming_bounds_equal_the_published_ones(fractions, published):
+    assert efficacy_bounds(fractions, 0.05, "obrien-fleming") == pytest.approx(published, abs=1e-4)
+
+
+def test_one_look_is_the_fixed_design():
+    assert efficacy_bounds([1.0], 0.05, "pocock") == pytest.approx([1.959964], abs=1e-6)
+    assert efficacy_bounds([1.0], 0.05, "obrien-fleming") == pytest.approx([1.959964], abs=1e-6)
+
+
+def paths(drift: float, fractions: list[float], n: int, seed: int) -> np.ndarray:
+    """Z at each look of ``n`` Brownian paths with drift ``drift`` (E[Z_k] = drift sqrt(t_k))."""
+    rng = np.random.default_rng(seed)
+    steps = np.diff([0.0, *fractions])
+    s = np.cumsum(rng.normal(drift * steps, np.sqrt(steps), size=(n, len(fractions))), axis=1)
+    return s / np.sqrt(fractions)
+
+
+def first_stops(z: np.ndarray, efficacy, futility) -> tuple[np.ndarray, np.ndarray]:
+    """Per look, the share of paths first stopping there for efficacy and for futility."""
+    alive = np.ones(len(z), bool)
+    win, lose = [], []
+    for k in range(z.shape[1]):
+        up = alive & (np.abs(z[:, k]) >= efficacy[k])
+        down = alive & ~up & (np.abs(z[:, k]) < (futility[k] if futility is not None else 0.0))
+        win.append(up.mean())
+        lose.append(down.mean())
+        alive &= ~(up | down)
+    return np.array(win), np.array(lose)
+
+
+@pytest.mark.parametrize("spending", ["obrien-fleming", "pocock"])
+def test_each_look_spends_what_the_spending_function_says_in_a_simulation(spending):
+    n = 400_000
+    bounds = efficacy_bounds(FOUR, 0.05, spending)
+    win, _ = first_stops(paths(0.0, FOUR, n, seed=1), bounds, None)
+    wanted = np.diff([0.0, *(spent(0.05, t, spending) for t in FOUR)])
+    assert win == pytest.approx(wanted, abs=4 * math.sqrt(0.05 / n) + 1e-5)
+    assert win.sum() == pytest.approx(0.05, abs=4 * math.sqrt(0.05 * 0.95 / n))
+    assert crossing(FOUR, bounds, None, 0.0)[0] == pytest.approx(wanted, abs=1e-7)
+
+
+def test_a_non_binding_futility_bound_spends_beta_under_the_target_and_only_lowers_the_false_positive_rate():
+    n = 400_000
+    drift = 2.8016  # 80% power for the fixed design at the last look
+    design = design_bounds(FOUR, 0.05, "obrien-fleming", futility_drift=drift, beta=0.2)
+    assert design.efficacy == pytest.approx(efficacy_bounds(FOUR))  # non-binding: efficacy bounds unchanged
+    assert design.futility[-1] == design.efficacy[-1]
+    assert all(b <= c for b, c in zip(design.futility, design.efficacy, strict=True))
+    win, lose = first_stops(paths(drift, FOUR, n, seed=2), design.efficacy, design.futility)
+    assert np.cumsum(lose)[:-1] == pytest.approx([spent(0.2, t, "obrien-fleming") for t in FOUR[:-1]], abs=0.004)
+    expected_win, expected_lose = crossing(FOUR, design.efficacy, design.futility, drift)
+    assert win == pytest.approx(expected_win, abs=0.003) and lose == pytest.approx(expected_lose, abs=0.003)
+    assert abs(sum(expected_win) - 0.8) < 0.05  # power within 0.05 of the fixed design's
+    null_win, _ = crossing(FOUR, design.efficacy, design.futility, 0.0)
+    assert sum(null_win) < 0.05  # honouring futility stops can only lower the false-positive rate
+    assert futility_bounds(FOUR, design.efficacy, drift) == pytest.approx(list(design.futility))
+
+
+def test_fractions_must_rise_to_one():
+    with pytest.raises(ValueError, match="must increase from above 0 to 1"):
+        efficacy_bounds([0.5, 0.5, 1.0])
+    with pytest.raises(ValueError, match="is not one of"):
+        spent(0.05, 0.5, "haybittle")
