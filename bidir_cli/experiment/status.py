@@ -59,12 +59,12 @@ def cell_status(exp: Experiment, cell: Cell) -> CellStatus:
     except InputError as e:  # its run directory holds another run: the experiment will not touch it
         return CellStatus(cell, "refused", str(e))
     outcome, error, seconds = last_outcome(exp.log_path(cell))
-    if state == "done":  # measured by the runner; a cell run by hand has its training's wall time only
-        return CellStatus(cell, "complete", wall_time_s=seconds or (meta.wall_time_s if meta else None))
     owner = lock_of(exp, cell).live_owner()
-    if owner is not None:
+    if owner is not None:  # claimed: running (or finishing: its results are in, its outcome not yet written)
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.since))
         return CellStatus(cell, owner.state, f"{owner.describe()}, since {since}", owner=owner)
+    if state == "done":  # measured by the runner; a cell run by hand has its training's wall time only
+        return CellStatus(cell, "complete", wall_time_s=seconds or (meta.wall_time_s if meta else None))
     if outcome == "failed":
         return CellStatus(cell, "failed", f"{exp.log_path(cell)}: {error}" if error else str(exp.log_path(cell)))
     if state == "new":
