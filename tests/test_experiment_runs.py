@@ -250,3 +250,50 @@ def test_a_design_changed_after_the_first_report_is_named_and_refuses_confirmati
     report = (out / "report.md").read_text()
     assert "design hash (what decides the statistics" in report and "not comparable (the first report" in report
     assert "changed after" not in report
+
+
+@pytest.mark.heavy
+def test_the_sequential_quickstart_stops_at_its_first_look_and_says_where_and_why(tmp_path):
+    path, out = ROOT / "configs" / "experiments" / "quickstart.yaml", tmp_path / "out"
+    result = bidir("experiment", path, "--output-dir", out, check=True)
+    assert sorted(p.name for p in (out / "runs").iterdir() if p.is_dir()) == [
+        f"{arm}-seed{s}" for arm in ("mnbrl", "mnrl") for s in (1, 2, 3)]  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    first = summary["verdicts"]["wordnet-eval"][0]
+    assert first.startswith("**mnbrl vs mnrl, sequential design**: stopped at look 1 of 2 (3 runs per arm, 3 of the 6")
+    assert "for efficacy" in first and "stopped at look 1 of 2" in result.stdout
+    arm = summary["sequential"]["arms"]["mnbrl"]
+    look = arm["looks"][0]
+    assert arm["decision"] == "efficacy" and look["p"] <= look["efficacy_p"]
+    assert arm["p"] == pytest.approx(look["p"], rel=1e-6)  # at the first look the stage-wise p is the look's own
+    assert summary["verdicts"]["wordnet-eval"][1].startswith("Fixed-design figures")
+    assert (out / "sequential-path.png").stat().st_size > 0 and "## Sequential design" in (
+        out / "report.md"
+    ).read_text()
+    status = bidir("experiment", path, "--output-dir", out, "--status", check=True).stdout
+    assert "sequential design: mnbrl: stopped at look 1 of 2 (efficacy)" in status
+    again = bidir("experiment", path, "--output-dir", out, check=True)
+    assert (
+        "nothing to run: the experiment is complete (its sequential design stopped: mnbrl at look 1 of 2"
+        in again.stderr
+    )
+
+
+def test_a_look_waits_for_every_cell_it_needs_and_a_futile_arm_stops(tmp_path):
+    path = write_experiment(tmp_path, seeds=4, baseline="still", sequential={"looks": [2, 4], "spending": "pocock"},
+                            arms={"still": {"loss.name": "mnrl", "training.learning_rate": 1e-9},
+                                  "trained": {"loss.name": "mnrl"}})  # fmt: skip
+    out = tmp_path / "out"
+    for cell in ("still-seed1", "trained-seed1", "still-seed2"):
+        bidir("experiment", path, "--output-dir", out, "--cell", cell, check=True)
+    status = bidir("experiment", path, "--output-dir", out, "--status", check=True).stdout
+    assert "trained: 0 of 2 looks analysed; look 1 needs 2 runs of trained and still" in status  # a partial look
+    bidir("experiment", path, "--output-dir", out, check=True)
+    summary = json.loads((out / "summary.json").read_text())
+    outcome = summary["sequential"]["arms"]["trained"]
+    # Whatever look it stopped at, it ran no more than that look's cells, and the decision matches the bounds.
+    runs = summary["sequential"]["looks"][outcome["stop_look"] - 1]
+    assert sorted(p.name for p in (out / "runs").iterdir() if p.is_dir()) == sorted(
+        f"{arm}-seed{s}" for arm in ("still", "trained") for s in range(1, runs + 1))  # fmt: skip
+    last = outcome["looks"][-1]
+    assert (outcome["decision"] == "efficacy") == (last["p"] <= last["efficacy_p"]) == (outcome["p"] <= 0.05)

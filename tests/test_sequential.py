@@ -8,11 +8,22 @@ first crossings, which must match what each bound spends.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from bidir_cli.compare.stats.sequential import crossing, design_bounds, efficacy_bounds, futility_bounds, spent
+from bidir_cli.compare.stats.sequential import (
+    alternative_drift,
+    crossing,
+    design_bounds,
+    efficacy_bounds,
+    expected_runs,
+    futility_bounds,
+    sequential_test,
+    spent,
+    stagewise,
+)
 
 FOUR = [0.25, 0.5, 0.75, 1.0]
 
@@ -84,3 +95,55 @@ def test_fractions_must_rise_to_one():
         efficacy_bounds([0.5, 0.5, 1.0])
     with pytest.raises(ValueError, match="is not one of"):
         spent(0.05, 0.5, "haybittle")
+
+
+def result(diff: float, se: float, df: float = 8.0):
+    from scipy import stats
+
+    return SimpleNamespace(diff=diff, se=se, df=df, p=float(2 * stats.t.sf(abs(diff / se), df)))
+
+
+def test_the_decision_procedure_walks_the_looks_and_its_stagewise_p_agrees_with_each_decision():
+    design = design_bounds(FOUR, 0.05, "obrien-fleming", futility_drift=alternative_drift(0.05, 0.8))
+    nominal = design.nominal_p()
+    # Fewer looks than the design and no decision: continue; a partial look is not the caller's to pass.
+    middle = result(0.02, 0.01)  # t = 2 with 8 df: p 0.08, between the bounds at looks 1 and 2
+    assert nominal[0] < middle.p < 1 - 1e-9 and middle.p > nominal[1]
+    outcome = sequential_test([middle, middle], [4, 8, 12, 16], design)
+    assert outcome.decision == "continue" and outcome.p is None and [x.decision for x in outcome.looks] == [
+        "continue", "continue"]  # fmt: skip
+    # A large difference at look 2: efficacy, stage-wise p at most alpha, the interval away from 0.
+    strong = result(0.05, 0.01)
+    outcome = sequential_test([middle, strong, middle], [4, 8, 12, 16], design)
+    assert outcome.decision == "efficacy" and len(outcome.looks) == 2 and outcome.p <= 0.05
+    assert outcome.ci[0] > 0 and outcome.ci[0] < outcome.estimate < outcome.ci[1]
+    # Nothing at look 1: futility (non-binding); at the last look without efficacy: none, stage-wise p above alpha.
+    nothing = result(0.0001, 0.01)  # p 0.99: above look 2's futility level (look 1's is 0.995 under O'Brien-Fleming)
+    outcome = sequential_test([middle, nothing, middle], [4, 8, 12, 16], design)
+    assert outcome.decision == "futility" and len(outcome.looks) == 2 and outcome.p > 0.05
+    weak = [middle, middle, middle, result(0.019, 0.01)]
+    outcome = sequential_test(weak, [4, 8, 12, 16], design)
+    assert outcome.decision == "none" and outcome.p > 0.05
+    # The repeated interval at each look uses the look's nominal level with the statistic's df.
+    look = outcome.looks[0]
+    half = stats_t_quantile(look.df, 1 - nominal[0] / 2) * look.se
+    assert look.rci == pytest.approx((look.diff - half, look.diff + half))
+
+
+def stats_t_quantile(df: float, q: float) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(q, df))
+
+
+def test_stagewise_p_at_the_first_look_is_the_fixed_p_and_the_expected_runs_fall_below_the_most():
+    design = design_bounds(FOUR, 0.05, "obrien-fleming", futility_drift=alternative_drift(0.05, 0.8))
+    p, drift, (low, high) = stagewise(design, 0, 3.0)
+    assert p == pytest.approx(2 * (1 - 0.9986501019683699), rel=1e-6)  # 2 (1 - Phi(3))
+    assert low < drift < high
+    assert expected_runs(design, [4, 8, 12, 16], 0.0) < 16 and expected_runs(design, [4, 8, 12, 16], 2.8) < 16
+    no_futility = design_bounds(FOUR, 0.05, "obrien-fleming")
+    # Under no difference and without futility, look k stops with what it spends: alpha(t_k) - alpha(t_{k-1}).
+    stops = np.diff([0.0, *(spent(0.05, t, "obrien-fleming") for t in FOUR[:-1])])
+    by_hand = float(stops @ [4, 8, 12] + 16 * (1 - stops.sum()))
+    assert expected_runs(no_futility, [4, 8, 12, 16], 0.0) == pytest.approx(by_hand, abs=1e-6)

@@ -185,14 +185,20 @@ class Experiment:
         return {arm: choice[arm if arm in choice else self.spec.baseline] for arm in self.spec.arms}
 
     def test_cells(self) -> list[Cell]:
-        """The seeded cells (empty while the selection is incomplete), then the base model if asked for."""
+        """The seeded cells (empty while the selection is incomplete; with a sequential design, those up to each
+        continuing arm's next look), then the base model if asked for."""
         chosen = self.chosen()
         if chosen is None:
             return []
+        seeds = {arm: self.spec.seed_list for arm in self.spec.arms}
+        if self.spec.sequential:  # up to the next look of each arm that continues (sequential.py)
+            from .sequential import runs_wanted
+
+            seeds = {arm: self.spec.seed_list[:n] for arm, n in runs_wanted(self, chosen).items()}
         cells = [
             self._cell(f"{arm}-seed{seed}", arm, seed, chosen[arm], self.suites, "test")
             for arm in self.spec.arms
-            for seed in self.spec.seed_list
+            for seed in seeds[arm]
         ]
         if self.spec.include_base:  # also on the development suite, where the chosen settings face it
             dev = [self.spec.select.suite] if self.spec.select else []
@@ -201,6 +207,9 @@ class Experiment:
 
     def cells(self) -> list[Cell]:
         return self.selection_cells() + self.test_cells()
+
+    def selection_done(self) -> bool:
+        return all(self.state(c) == "done" for c in self.selection_cells())
 
     def complete(self) -> bool:
         """The one definition of a complete experiment (``--status``, ``--plan``, the report, ``--confirm``,

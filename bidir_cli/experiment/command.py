@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..console import log
 from ..errors import InputError
 from .cells import Experiment
 from .report import write_report
@@ -82,6 +83,8 @@ def experiment_command(path: Path, output_dir: Path | None, options: ExperimentO
     if o.confirm:
         confirm.confirm(exp)
     elif not o.report_only:
+        if exp.complete():
+            log(f"nothing to run: the experiment is complete{stopped_by_design(exp)}; its report is rewritten")
         with Stop() as stop:
             if on_slurm:
                 if not slurm.run(exp, stop.event, detach=o.detach):
@@ -93,6 +96,18 @@ def experiment_command(path: Path, output_dir: Path | None, options: ExperimentO
         print(f"{suite}:")
         print("\n".join(f"  {line.replace('**', '')}" for line in lines))
     print(f"report: {exp.dir / 'report.md'}")
+
+
+def stopped_by_design(exp: Experiment) -> str:
+    """For a sequential experiment, where each arm stopped (the reason a rerun runs nothing more)."""
+    chosen = exp.chosen() if exp.spec.sequential else None
+    if chosen is None:
+        return ""
+    from .sequential import analyse
+
+    stops = [f"{arm} at look {s.stop_look} of {len(exp.spec.sequential.looks)} ({s.outcome.decision})"
+             for arm, s in analyse(exp, chosen).items()]  # fmt: skip
+    return f" (its sequential design stopped: {', '.join(stops)})"
 
 
 REPORT_FILES = ("report.md", "summary.json", "plan.json", "confirmation.json", "rebuilt.md")

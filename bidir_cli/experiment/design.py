@@ -40,6 +40,7 @@ def design(exp: Experiment) -> dict[str, Any]:
         "target_diff": spec.target_diff,
         "vary_sample": spec.vary_sample,
         "processes_per_cell": exp.processes,  # the global batch
+        "sequential": spec.sequential.model_dump(mode="json") if spec.sequential else None,
     }
     return json.loads(json.dumps(portable(found, exp.root)))
 

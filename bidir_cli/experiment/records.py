@@ -115,9 +115,10 @@ class Summary(Record):
     plan: dict[str, Any] = field(default_factory=dict)
     confirmation: dict[str, Any] | None = None
     machine: dict[str, Any] | None = None
+    sequential: dict[str, Any] | None = None  # the sequential design's looks and decisions (sequential_report.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    OPTIONAL = ("seeds_vary", "confirmation", "machine")
+    OPTIONAL = ("seeds_vary", "confirmation", "machine", "sequential")
 
     def mean_difference(self, suite: str, arm: str, confirmation: bool = False) -> dict[str, Any] | None:
         """The mean row's difference of ``arm`` against the baseline on ``suite`` (the held-out suite's with

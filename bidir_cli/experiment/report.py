@@ -236,11 +236,20 @@ def write_report(exp: Experiment) -> Summary:
                "below are computed as if it had not (running on after a look is optional stopping), so they do not "
                "mean what they say."] if status == "changed" else []  # fmt: skip
     tests = comparisons(exp, exp.suites, done)
+    sequential_md, sequential_record, sequential_lines = [], None, {}
+    if exp.spec.sequential and (chosen := exp.chosen()) is not None:
+        from .sequential_report import section
+
+        sequential_md, sequential_record, sequential_lines = section(exp, chosen, exp.dir)
+    fixed = "Fixed-design figures (as if the runs had been fixed in advance; the sequential verdict is above): "
+    verdicts = {suite: warning + (list(sequential_lines.values()) if i == 0 else [])
+                + [fixed + line if sequential_lines else line for line in verdict_lines(c)]
+                for i, (suite, c) in enumerate(tests.items())}  # fmt: skip
     summary = Summary(
         experiment=exp.spec.name, file=str(exp.path), baseline=exp.spec.baseline, arms=list(exp.spec.arms),
         seeds=exp.spec.seed_list, threads=exp.threads, missing=missing, seeds_vary=what_seeds_vary(exp, cells),
         limitations=exp.spec.limitations, selection=exp.chosen() if exp.spec.select else None,
-        verdicts={suite: warning + verdict_lines(c) for suite, c in tests.items()},
+        verdicts=verdicts, sequential=sequential_record,
         comparisons={suite: _statistics(comparison_dict(c)) for suite, c in tests.items()},
         plan={k: v for k, v in recorded.to_dict().items() if k != "design"}
         | {"plan_hash_now": plan_hash(exp), "design_now": status, "design_changes": changes},
@@ -254,9 +263,10 @@ def write_report(exp: Experiment) -> Summary:
     md += ["## Verdict", ""]
     if exp.spec.limitations:
         md += ["**Read first: what this design cannot show**", "", *(f"- {x}" for x in exp.spec.limitations), ""]
-    for suite, comparison in tests.items():
-        md += [f"On `{suite}`:", "", *(f"- {line}" for line in warning + verdict_lines(comparison)), ""]
+    for suite in tests:
+        md += [f"On `{suite}`:", "", *(f"- {line}" for line in verdicts[suite]), ""]
     md += selection_table(exp) + ([""] if exp.spec.select else [])
+    md += sequential_md
     for suite, comparison in tests.items():
         plot = exp.dir / f"differences-{suite}.png"
         save_plot(comparison, plot)

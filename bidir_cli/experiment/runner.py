@@ -218,14 +218,18 @@ def progress(exp: Experiment, cells: list[Cell], parallel: int) -> None:
 
 
 def run(exp: Experiment, stop: threading.Event) -> None:
-    """Every cell on this machine: the selection first (when there is one), then the seeded cells and the base
-    cell. Raises :class:`CellFailed` naming the failed cells once the others have run."""
+    """Every cell on this machine, in waves: the selection first (when there is one), then the seeded cells and the
+    base cell (for a sequential design, look by look until every arm is decided). Raises :class:`CellFailed`
+    naming the failed cells once the others have run."""
     exp.dir.mkdir(parents=True, exist_ok=True)
-    for wave in (exp.selection_cells, exp.test_cells):
-        failures = run_wave_here(exp, wave(), stop)
+    while True:  # waves: the selection, then the seeded cells (look by look for a sequential design)
+        wave = exp.selection_cells() if not exp.selection_done() else exp.test_cells()
+        if all(exp.state(c) == "done" for c in wave):
+            return
+        failures = run_wave_here(exp, wave, stop)
         if failures:
             raise CellFailed("; ".join(failures))
-        unfinished = [c.name for c in wave() if exp.state(c) != "done"]
+        unfinished = [c.name for c in wave if exp.state(c) != "done"]
         if unfinished:
             raise CellFailed(f"cells not complete after their run elsewhere: {', '.join(unfinished)} "
                              "(see --status)")  # fmt: skip

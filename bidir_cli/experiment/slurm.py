@@ -52,10 +52,9 @@ def cell_job(experiment: str, output_dir: str, name: str, token: str) -> str:
 
 def current_wave(exp: Experiment) -> tuple[str, list[Cell]]:
     """The stage to run now: the selection until its cells are complete, then the seeded cells."""
-    selection = exp.selection_cells()
-    if selection and any(exp.state(c) != "done" for c in selection):
-        return "selection", selection
-    return "seeded", exp.test_cells()
+    if not exp.selection_done():
+        return "selection", exp.selection_cells()
+    return "seeded", exp.test_cells()  # for a sequential design, up to the next look
 
 
 def submit(exp: Experiment, stage: str, cells: list[Cell]) -> list[Cell]:

@@ -51,6 +51,18 @@ class SelectConfig(Section):
     and the arms then differ in nothing but their own overrides)."""
 
 
+class SequentialConfig(Section):
+    """A group-sequential design: the run-level test at pre-registered looks, against alpha-spending bounds, each
+    arm stopping on its own (efficacy, or futility when asked for); the seeds are the most runs per arm."""
+
+    looks: list[int] = Field(min_length=1)
+    """Runs per arm at each analysis, increasing, the last the number of seeds (information fraction = runs / max)."""
+    spending: Literal["obrien-fleming", "pocock"] = "obrien-fleming"
+    """Lan-DeMets two-sided alpha spending: O'Brien-Fleming type (little spent early) or Pocock type."""
+    futility: Literal["beta-spending", "none"] = "beta-spending"
+    """A non-binding futility bound (beta spending for target_diff at the design's 80% power), or none."""
+
+
 class StageResources(Section):
     """What the scheduler gives a cell's job; none of it changes what the cell computes (not part of its identity)."""
 
@@ -134,7 +146,10 @@ class ExperimentConfig(Section):
     cell's training seed as its ``sample_seed``. By default every seed trains on the same sample, so the seeds vary
     the initialisation, the data order and dropout only, and the run-to-run spread leaves out data sampling."""
     target_diff: float = Field(0.01, gt=0)
-    """The difference the report's power line is about (runs per arm needed to detect it)."""
+    """The difference the report's power line is about (runs per arm needed to detect it); with ``sequential``,
+    the difference the design's futility bound is for."""
+    sequential: SequentialConfig | None = None
+    """Optional: stop as soon as the verdict is decided (looks, spending, futility), fixed before the first cell."""
 
     _fallbacks: list[str] = PrivateAttr(default_factory=list)
     """``${NAME:-default}`` references that used their default (NAME unset), as the file wrote them."""
@@ -164,6 +179,11 @@ class ExperimentConfig(Section):
             problems.append(f"confirm: {', '.join(sorted(overlap))} also a test or selection suite")
         if self.command and (self.processes > 1):
             problems.append("command: a cell of several processes is run by processes_per_cell; drop command:")
+        if self.sequential:
+            looks = self.sequential.looks
+            if any(b <= a for a, b in zip(looks, looks[1:])) or looks[0] < 2 or looks[-1] != len(seeds):
+                problems.append(f"sequential.looks: {looks}: increasing, at least 2 runs at the first look, the last "
+                                f"the number of seeds ({len(seeds)})")  # fmt: skip
         if self.select and self.select.suite in (self.evaluate or []):
             problems.append("select.suite: the development suite must not be a test suite")
         if problems:

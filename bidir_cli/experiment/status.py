@@ -123,6 +123,10 @@ def status_lines(exp: Experiment, parallel: int) -> list[str]:
             lines.append(f"  {cell.name:<{width}}  {s.state}{took}{': ' + s.detail if s.detail else ''}")
     if exp.spec.select and not exp.test_cells():
         lines.append("seeded cells: chosen once every selection cell is complete")
+    if exp.spec.sequential and (chosen := exp.chosen()) is not None:
+        from .sequential import status_line
+
+        lines.append(status_line(exp, chosen))
     running = sum(1 for s in everything if s.state == "running")
     parallel = parallel or max(1, running)  # SLURM without max_parallel: as many as run now
     done = sum(1 for s in everything if s.state == "complete")

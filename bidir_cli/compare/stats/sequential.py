@@ -179,3 +179,101 @@ def _checked(fractions: Sequence[float]) -> list[float]:
     if not values or any(b <= a for a, b in zip([0.0, *values], values, strict=False)) or abs(values[-1] - 1) > 1e-12:
         raise ValueError(f"information fractions must increase from above 0 to 1 (got {values})")
     return values
+
+
+def alternative_drift(alpha: float, power: float) -> float:
+    """The drift (Z at the last look) a fixed two-sided level-``alpha`` test detects with ``power``: the design's
+    target difference over its standard error at the most runs, by the design's own premise."""
+    return float(special.ndtri(1 - alpha / 2) + special.ndtri(power))
+
+
+def expected_runs(bounds: Bounds, looks: Sequence[int], drift: float) -> float:
+    """Runs per arm expected under ``drift``, futility stops honoured (a futility bound is non-binding for the
+    error rate, but a user who honours it saves runs)."""
+    win, lose = crossing(bounds.fractions, bounds.efficacy, bounds.futility, drift)
+    stop = [w + f for w, f in zip(win, lose, strict=True)]
+    stop[-1] = 1 - sum(stop[:-1])
+    return float(sum(p * n for p, n in zip(stop, looks, strict=True)))
+
+
+def _upper_ordering(bounds: Bounds, look: int, z: float, drift: float) -> float:
+    """P(stage-wise ordering at least (look, z)) under ``drift``: an upper efficacy crossing at an earlier look, or
+    reaching ``look`` and Z >= z there. Futility is non-binding, so it does not enter."""
+    walk, total = _Walk(drift), 0.0
+    for j in range(look):
+        t, c = bounds.fractions[j], bounds.efficacy[j]
+        total += walk.outside(t, -c, c)[1]
+        walk.advance(t, [(-c, c)])
+    return total + walk.outside(bounds.fractions[look], -math.inf, z)[1]
+
+
+def stagewise(bounds: Bounds, look: int, z: float, level: float = 0.05) -> tuple[float, float, tuple[float, float]]:
+    """At a stop at ``look`` (0-based) with statistic ``z``: the stage-wise (ordering) two-sided p-value, the
+    median-unbiased drift and its ``1 - level`` interval (drift: E[Z at the last look]; Jennison and Turnbull
+    2000, ch. 8). The p-value is at most ``bounds.alpha`` exactly when ``z`` crossed an efficacy bound."""
+    upper = _upper_ordering(bounds, look, z, 0.0)
+    p = min(1.0, 2 * min(upper, 1 - upper))
+
+    def solve(target: float) -> float:
+        return float(optimize.brentq(lambda d: _upper_ordering(bounds, look, z, d) - target, -60, 60, xtol=1e-8))
+
+    return p, solve(0.5), (solve(level / 2), solve(1 - level / 2))
+
+
+@dataclass(frozen=True)
+class Look:
+    """One analysis: the run-level test on the runs so far, against the look's bounds as nominal levels."""
+
+    runs: int
+    diff: float
+    se: float
+    df: float
+    p: float
+    efficacy_p: float  # reject at this look when p <= it
+    futility_p: float | None  # stop for futility when p > it (not at the last look)
+    rci: tuple[float, float]  # the repeated confidence interval
+    decision: str  # efficacy, futility, continue, or none (the last look without efficacy)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The looks analysed so far and, once stopped, the stage-wise inference at the stop."""
+
+    looks: list[Look]
+    bounds: Bounds
+    decision: str  # efficacy, futility, none (every look without efficacy) or continue
+    p: float | None = None  # stage-wise two-sided p-value (ordering by stage, then statistic)
+    estimate: float | None = None  # median-unbiased difference
+    ci: tuple[float, float] | None = None  # its stage-wise interval
+
+
+def equivalent_z(diff: float, p: float) -> float:
+    """The standard normal statistic with the two-sided p-value ``p`` and the sign of ``diff``: the run-level t
+    with its degrees of freedom, on the scale the bounds are on (so a decision by p and by Z agree)."""
+    return math.copysign(float(special.ndtri(1 - max(p, 1e-300) / 2)), diff if diff != 0 else 1.0)
+
+
+def sequential_test(results: Sequence, looks: Sequence[int], bounds: Bounds) -> Outcome:
+    """Walk the looks: ``results[k]`` is the run-level test (``diff``, ``se``, ``df``, ``p``) on the first
+    ``looks[k]`` runs a side. Stops at the first efficacy or futility decision, or at the last look; with fewer
+    results than looks and no decision, the outcome is ``continue``."""
+    nominal = bounds.nominal_p()
+    futility = [float(2 * special.ndtr(-b)) for b in bounds.futility] if bounds.futility else None
+    analysed: list[Look] = []
+    for k, r in enumerate(results[: len(looks)]):
+        last = k == len(looks) - 1
+        half = float(special.stdtrit(r.df, 1 - nominal[k] / 2)) * r.se if r.se > 0 else 0.0
+        if r.p <= nominal[k]:
+            decision = "efficacy"
+        elif futility is not None and not last and r.p > futility[k]:
+            decision = "futility"
+        else:
+            decision = "none" if last else "continue"
+        analysed.append(Look(looks[k], r.diff, r.se, r.df, r.p, nominal[k], None if last or futility is None
+                             else futility[k], (r.diff - half, r.diff + half), decision))  # fmt: skip
+        if decision != "continue":
+            p, drift, (low, high) = stagewise(bounds, k, equivalent_z(r.diff, r.p), bounds.alpha)
+            # A drift is E[Z] at the last look; at look k, E[Z_k] = drift sqrt(t_k) = difference / se_k.
+            scale = math.sqrt(bounds.fractions[k]) * r.se
+            return Outcome(analysed, bounds, decision, p, drift * scale, (low * scale, high * scale))
+    return Outcome(analysed, bounds, "continue")
