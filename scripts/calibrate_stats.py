@@ -1,6 +1,7 @@
 """Calibrate `bidir compare`'s tests on simulated comparisons: false positives, coverage, power.
 
     python scripts/calibrate_stats.py [--replicates 2000] [--seed 0] [--permutations 2000]
+    python scripts/calibrate_stats.py --sequential [--replicates 2000]    # the sequential designs
 
 Simulates comparisons of two configurations on six datasets of 30-300 queries with nDCG@10-like
 per-query scores (in [0, 1], discrete, many ties and zeros) and passes the in-memory scores to
@@ -46,7 +47,8 @@ from scipy import optimize, special
 
 from bidir_cli.compare.build import column_differences
 from bidir_cli.compare.comparison import ALPHA, MEAN, POWER
-from bidir_cli.compare.stats import sign_flip_test
+from bidir_cli.compare.stats import run_level_test, sign_flip_test
+from bidir_cli.compare.stats.sequential import SPENDING, alternative_drift, design_bounds, sequential_test
 
 DATASET_QUERIES = (30, 50, 100, 150, 200, 300)
 DATASET_MEANS = (-0.3, 0.2, -0.1, 0.3, 0.0, -0.2)  # each dataset's mean latent ability (its difficulty)
@@ -232,14 +234,101 @@ def table(outcomes: dict[tuple[str, tuple[int, int]], Outcome]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- sequential designs (--sequential) --------------------------------------------------------------------------
+
+SEQUENTIAL_LOOKS = ((3, 6, 9), (4, 8, 12, 16))
+VARIANTS = tuple((spending, futility) for spending in SPENDING for futility in (True, False))
+
+
+@dataclass
+class SequentialOutcome:
+    """One design variant's measurements over the null and the shifted experiments."""
+
+    fpr: float  # share of null experiments stopped for efficacy at some look
+    naive_fpr: float  # share of null experiments with p <= ALPHA at some look (testing at 0.05 every look)
+    coverage: tuple[float, float]  # the repeated interval at the stop holds the true difference: (null, shifted)
+    power: float  # share of shifted experiments stopped for efficacy
+    fixed_power: float  # the fixed design's at the most runs, on the same shifted experiments
+    disagree: int  # experiments whose stage-wise p <= ALPHA disagrees with the efficacy decision (should be 0)
+    runs: tuple[float, float]  # mean runs per arm at the stop: (null, shifted)
+    shift: float  # the shifted experiments' true difference (the fixed design's 80%-power difference)
+
+
+def look_results(system, baseline, looks: tuple[int, ...]) -> list:
+    """The run-level test of the mean row (datasets as strata) on the first n runs a side, at each look."""
+    return [run_level_test([s[:n] for s in system], [b[:n] for b in baseline]) for n in looks]
+
+
+def calibrate_sequential(structure: Structure, looks: tuple[int, ...], replicates: int, seed: int) -> dict:
+    """Null experiments, then experiments shifted by the fixed design's 80%-power difference at the most runs
+    (2.80 true standard errors of the mean row's difference there), each analysed by every design variant through
+    the code an experiment uses (sequential_test on the run-level test at each look)."""
+    rng = np.random.default_rng([seed, STRUCTURES.index(structure), *looks])
+    most = looks[-1]
+    null = [look_results(*simulate(structure, (most, most), 0.0, rng), looks) for _ in range(replicates)]
+    oracle = float(special.ndtri(1 - ALPHA / 2) + special.ndtri(POWER)) * float(
+        np.std([r[-1].diff for r in null], ddof=1)
+    )
+    shift = optimize.brentq(lambda t: true_differences(structure, t).mean() - oracle, -3, 3)
+    truth = float(true_differences(structure, shift).mean())
+    shifted = [look_results(*simulate(structure, (most, most), shift, rng), looks) for _ in range(replicates)]
+    out = {}
+    for spending, futility in VARIANTS:
+        drift = alternative_drift(ALPHA, POWER) if futility else None
+        bounds = design_bounds([n / most for n in looks], ALPHA, spending, futility_drift=drift)
+        found = {}
+        for name, experiments, true in (("null", null, 0.0), ("shifted", shifted, truth)):
+            outcomes = [sequential_test(r, looks, bounds, estimate=False) for r in experiments]
+            stop = [o.looks[-1] for o in outcomes]
+            found[name] = (np.mean([o.decision == "efficacy" for o in outcomes]),
+                           np.mean([x.rci[0] <= true <= x.rci[1] for x in stop]), np.mean([x.runs for x in stop]),
+                           sum((o.p <= ALPHA) != (o.decision == "efficacy") for o in outcomes))  # fmt: skip
+        out[(spending, futility)] = SequentialOutcome(
+            fpr=float(found["null"][0]),
+            naive_fpr=float(np.mean([any(x.p <= ALPHA for x in r) for r in null])),
+            coverage=(float(found["null"][1]), float(found["shifted"][1])),
+            power=float(found["shifted"][0]),
+            fixed_power=float(np.mean([r[-1].p <= ALPHA for r in shifted])),
+            disagree=int(found["null"][3] + found["shifted"][3]),
+            runs=(float(found["null"][2]), float(found["shifted"][2])),
+            shift=truth,
+        )
+    return out
+
+
+def sequential_table(outcomes: dict) -> str:
+    lines = ["| variance structure | looks | spending | futility | FPR | FPR, 0.05 at every look | coverage at the stop "
+             "(null / shifted) | power (fixed design) | stage-wise p disagrees | runs per arm (null / shifted, of "
+             "most) |", "|---|---|---|---|---:|---:|---|---|---:|---|"]  # fmt: skip
+    for (name, looks, spending, futility), o in outcomes.items():
+        lines.append(f"| {name} | {', '.join(map(str, looks))} | {spending} | {'beta-spending' if futility else 'none'} "
+                     f"| {o.fpr:.3f} | {o.naive_fpr:.3f} | {o.coverage[0]:.3f} / {o.coverage[1]:.3f} | {o.power:.3f} "
+                     f"({o.fixed_power:.3f}) | {o.disagree} | {o.runs[0]:.1f} / {o.runs[1]:.1f} of {looks[-1]} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicates", type=int, default=2000, help="null (and shifted) comparisons per line")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--permutations", type=int, default=2000, help="sign assignments of the 1 vs 1 test")
+    parser.add_argument("--sequential", action="store_true",
+                        help="calibrate the sequential designs (looks 3,6,9 and 4,8,12,16) instead")  # fmt: skip
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
+    if args.sequential:
+        found = {}
+        for structure in STRUCTURES[:4]:  # the four structures of the seed statistics
+            for looks in SEQUENTIAL_LOOKS:
+                for variant, o in calibrate_sequential(structure, looks, args.replicates, args.seed).items():
+                    found[(structure.name, looks, *variant)] = o
+                print(f"calibrate_stats: {structure.name}, looks {looks}: {time.perf_counter() - start:.0f} s",
+                      file=sys.stderr)  # fmt: skip
+        sys.stdout.write(sequential_table(found))
+        print(f"\n{args.replicates:,} null and {args.replicates:,} shifted experiments per structure and looks, "
+              f"alpha {ALPHA}, seed {args.seed}; {time.perf_counter() - start:.0f} s.")  # fmt: skip
+        return
     outcomes = {}
     for structure in STRUCTURES:
         for runs in DESIGNS:

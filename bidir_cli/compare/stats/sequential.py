@@ -253,10 +253,12 @@ def equivalent_z(diff: float, p: float) -> float:
     return math.copysign(float(special.ndtri(1 - max(p, 1e-300) / 2)), diff if diff != 0 else 1.0)
 
 
-def sequential_test(results: Sequence, looks: Sequence[int], bounds: Bounds) -> Outcome:
+def sequential_test(results: Sequence, looks: Sequence[int], bounds: Bounds, estimate: bool = True) -> Outcome:
     """Walk the looks: ``results[k]`` is the run-level test (``diff``, ``se``, ``df``, ``p``) on the first
     ``looks[k]`` runs a side. Stops at the first efficacy or futility decision, or at the last look; with fewer
-    results than looks and no decision, the outcome is ``continue``."""
+    results than looks and no decision, the outcome is ``continue``. ``estimate=False`` leaves out the
+    median-unbiased estimate and its interval (the stage-wise p stays): what a calibration of many thousand
+    replicates needs."""
     nominal = bounds.nominal_p()
     futility = [float(2 * special.ndtr(-b)) for b in bounds.futility] if bounds.futility else None
     analysed: list[Look] = []
@@ -271,6 +273,9 @@ def sequential_test(results: Sequence, looks: Sequence[int], bounds: Bounds) -> 
             decision = "none" if last else "continue"
         analysed.append(Look(looks[k], r.diff, r.se, r.df, r.p, nominal[k], None if last or futility is None
                              else futility[k], (r.diff - half, r.diff + half), decision))  # fmt: skip
+        if decision != "continue" and not estimate:
+            upper = _upper_ordering(bounds, k, equivalent_z(r.diff, r.p), 0.0)
+            return Outcome(analysed, bounds, decision, min(1.0, 2 * min(upper, 1 - upper)))
         if decision != "continue":
             p, drift, (low, high) = stagewise(bounds, k, equivalent_z(r.diff, r.p), bounds.alpha)
             # A drift is E[Z] at the last look; at look k, E[Z_k] = drift sqrt(t_k) = difference / se_k.
