@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from bidir_cli.compare.comparison import MEAN  # noqa: E402
 from bidir_cli.compare.stats import run_level  # noqa: E402
 from bidir_cli.experiment.cells import Experiment  # noqa: E402
-from bidir_cli.experiment.report import comparisons  # noqa: E402
+from bidir_cli.experiment.comparisons import comparisons  # noqa: E402
 
 
 def superseded_df(self: run_level.VarianceComponents, runs_system, runs_baseline):

@@ -127,7 +127,7 @@ def test_legend_names_the_run_level_test_when_both_columns_hold_runs():
         d.test, d.df, d.runs_needed, d.runs_needed_text = "run_t", 3.2, 7, "7"
     text = render_markdown(c)
     assert (
-        "- Δ gte: gte minus base, run-level t test (unit: the training run; 3 vs 2 runs, bias-corrected "
+        "- Δ gte: gte minus base, run-level t test (unit: the training run; 3 vs 2 runs, "
         "Satterthwaite degrees of freedom); it covers run-to-run variation and query sampling.\n"
     ) in text
     assert markdown_table(text)[3][-1] == "7"
@@ -234,7 +234,7 @@ def test_plot_is_a_png_of_the_documented_size(tmp_path, with_others):
 
 def test_an_experiment_verdict_line_states_the_difference_its_interval_test_power_and_runs_needed():
     from bidir_cli.compare.comparison import TESTS
-    from bidir_cli.experiment.report import verdict_lines
+    from bidir_cli.experiment.comparisons import verdict_lines
 
     comparison = hand_comparison()
     (line,) = verdict_lines(comparison)

@@ -8,7 +8,6 @@ does can be done by hand with ``bidir train`` and ``bidir eval`` (``--plan`` pri
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -152,37 +151,20 @@ class Experiment:
         return InputError(lines[0] if len(lines) == 1 else f"{self.path}: {len(lines)} problems", problems=lines)
 
     def selection_cells(self) -> list[Cell]:
-        select = self.spec.select
-        if select is None:
+        """The selection's cells that exist so far (stage by stage: selection.py)."""
+        if self.spec.select is None:
             return []
-        keys = list(select.grid)
-        combos = list(itertools.product(*(select.grid[k] for k in keys)))
-        return [
-            self._cell(f"select-{arm}-{i}", arm, select.seed, dict(zip(keys, combo)), [select.suite], "select")
-            for arm in self.selecting_arms
-            for i, combo in enumerate(combos, 1)
-        ]
+        from .selection import walk
 
-    @property
-    def selecting_arms(self) -> list[str]:
-        """The arms that run the selection grid: every arm, or the baseline alone (``select.shared``)."""
-        return [self.spec.baseline] if self.spec.select and self.spec.select.shared else list(self.spec.arms)
+        return walk(self)[0]
 
     def chosen(self) -> dict[str, dict[str, Any]] | None:
-        """Each arm's chosen grid values, or None while a selection cell is incomplete."""
+        """Each arm's chosen values (every stage's), or None while a selection cell is incomplete."""
         if self.spec.select is None:
             return {arm: {} for arm in self.spec.arms}
-        choice = {}
-        for arm in self.selecting_arms:
-            scored = []
-            for cell in (c for c in self.selection_cells() if c.arm == arm):
-                result = self.result(cell, cell.suites[0])
-                if result is None:
-                    return None
-                scored.append((result.mean[self.spec.select.metric], cell))
-            best = max(scored, key=lambda pair: pair[0])[1]  # max keeps the first of equal scores
-            choice[arm] = {k: best.overrides[k] for k in self.spec.select.grid}
-        return {arm: choice[arm if arm in choice else self.spec.baseline] for arm in self.spec.arms}
+        from .selection import walk
+
+        return walk(self)[1]
 
     def test_cells(self) -> list[Cell]:
         """The seeded cells (empty while the selection is incomplete; with a sequential design, those up to each

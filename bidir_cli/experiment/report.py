@@ -11,54 +11,15 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ..compare.comparison import MEAN, TESTS, Column, Comparison
 from ..console import log
-from ..eval.metrics import PRIMARY_METRIC
 from ..runs.atomic import atomic_write_text
 from ..runs.environment import code_of_commit, now, package_commit
-from ..runs.settings import DEFAULT_SETTINGS
 from ..runs.train_log import TrainLog
 from .cells import Cell, Experiment, meta_or_none
+from .comparisons import comparisons, verdict_lines
 from .design import DESIGN_HASH_VERSION, design, design_hash, design_status
 from .records import PLAN_HASH_VERSION, ConfirmationRecord, PlanRecord, Summary
-
-
-def comparisons(exp: Experiment, suites: list[str], cells: list[Cell]) -> dict[str, Comparison]:
-    """One comparison per suite: a column per arm (its completed seeds; the base model too)."""
-    from ..compare.build import build_comparison, load_source
-    from ..eval.suites import resolve_suite
-
-    out = {}
-    for suite in suites:
-        name = resolve_suite(suite).name
-        columns = []
-        for arm in [exp.spec.baseline, *(a for a in exp.spec.arms if a != exp.spec.baseline), "base"]:
-            runs = [c for c in cells if (c.arm == arm and c.kind == "test") or (arm == "base" and c.kind == "base")]
-            sources = [load_source(exp.run_dir(c).path, name, DEFAULT_SETTINGS) for c in runs if exp.result(c, suite)]
-            if sources:
-                columns.append(Column(arm, sources, group=True))
-        if len(columns) >= 2 and columns[0].name == exp.spec.baseline:
-            out[name] = build_comparison(
-                columns, baseline=exp.spec.baseline, metric=PRIMARY_METRIC, permutations=10_000, seed=0,
-                target_diff=exp.spec.target_diff,
-            )  # fmt: skip
-    return out
-
-
-def verdict_lines(c: Comparison) -> list[str]:
-    """One sentence per arm: the mean difference, its interval, its test and what the comparison could detect."""
-    lines = []
-    for arm in c.others:
-        d = c.differences[MEAN][arm]
-        mark = "significant" if d.significant else "not significant"
-        runs = d.runs_needed if d.runs_needed is not None else d.runs_needed_text
-        lines.append(
-            f"**{arm} vs {c.baseline}**: mean {c.metric} difference {d.diff:+.4f}, {c.level:.0%} CI "
-            f"[{d.ci[0]:+.4f}, {d.ci[1]:+.4f}], p = {d.p:.3g} ({mark}; {TESTS[d.test][0]}, unit: {d.unit}, covering "
-            f"{TESTS[d.test][2]}); minimum detectable difference {d.mdd:.4f} (80% power); runs per arm needed for "
-            f"a {c.target_diff:g} difference: {runs}."
-        )
-    return lines
+from .selection_report import selection_table
 
 
 def what_seeds_vary(exp: Experiment, cells: list[Cell]) -> str:
@@ -86,59 +47,6 @@ def what_seeds_vary(exp: Experiment, cells: list[Cell]) -> str:
     else:
         fixed.append(f"the training data (every run trains on all of it, {size})")
     return f"Seeds vary {' and '.join(varies)}; fixed across seeds: {' and '.join(fixed)}."
-
-
-def selection_table(exp: Experiment) -> list[str]:
-    select = exp.spec.select
-    if select is None:
-        return []
-    chosen = exp.chosen() or {}
-    who = f"on the baseline arm, {exp.spec.baseline}, for every arm" if select.shared else "per arm"
-    lines = [f"Chosen {who} on `{Path(select.suite).name}` (seed {select.seed}, {select.metric}, mean over datasets):",
-             "", "| arm | " + " | ".join(select.grid) + f" | {select.metric} | chosen |", "|---|" + "---|" * (len(select.grid) + 2)]  # fmt: skip
-    cells = exp.selection_cells()
-    scores = {c.name: r.mean[select.metric] for c in cells if (r := exp.result(c, select.suite))}
-    for cell in cells:
-        score = f"{scores[cell.name]:.4f}" if cell.name in scores else "pending"
-        picked = chosen.get(cell.arm) == {k: cell.overrides[k] for k in select.grid}
-        edge = [k for k in select.grid if picked and cell.overrides[k] in (select.grid[k][0], select.grid[k][-1])]
-        notes = ["edge of the grid: " + ", ".join(edge)] if edge and len(select.grid[edge[0]]) > 1 else []
-        others = [scores[c.name] for c in cells if c.arm == cell.arm and c.name != cell.name and c.name in scores]
-        if picked and cell.name in scores and others:  # one run per setting: how far from the next best
-            notes.append(f"{scores[cell.name] - max(others):+.4f} over the next best, one run each")
-        flag = f" ({'; '.join(notes)})" if notes else ""
-        values = " | ".join(str(cell.overrides[k]) for k in select.grid)
-        lines.append(f"| {cell.arm} | {values} | {score} | {'yes' + flag if picked else ''} |")
-    base = next((c for c in exp.test_cells() if c.kind == "base"), None)
-    if base and (result := exp.result(base, select.suite)):
-        lines.append(
-            "| base (untrained) | " + " | ".join("-" for _ in select.grid) + f" | {result.mean[select.metric]:.4f} | |"
-        )
-        lines += ["", *_against_base(exp, base, chosen)]
-    return lines
-
-
-def _against_base(exp: Experiment, base: Cell, chosen: dict[str, dict[str, Any]]) -> list[str]:
-    """Did training change the model? Each arm's chosen selection run against the untrained model on the
-    development suite (one run each: the paired test over its queries, which covers query sampling only)."""
-    from ..compare.build import build_comparison, load_source
-    from ..eval.suites import resolve_suite
-
-    suite = resolve_suite(exp.spec.select.suite).name
-    columns = [Column("base", [load_source(exp.run_dir(base).path, suite, DEFAULT_SETTINGS)])]
-    for cell in exp.selection_cells():
-        if chosen.get(cell.arm) == {k: cell.overrides[k] for k in exp.spec.select.grid} and exp.result(
-            cell, exp.spec.select.suite
-        ):
-            columns.append(
-                Column(f"{cell.arm} ({cell.name})", [load_source(exp.run_dir(cell).path, suite, DEFAULT_SETTINGS)])
-            )
-    if len(columns) < 2:
-        return []
-    comparison = build_comparison(columns, baseline="base", metric=exp.spec.select.metric, permutations=10_000, seed=0,
-                                  target_diff=exp.spec.target_diff)  # fmt: skip
-    return ["Each chosen setting against the untrained model on the development suite:", "",
-            *(f"- {line}" for line in verdict_lines(comparison))]  # fmt: skip
 
 
 def cost_table(exp: Experiment, cells: list[Cell]) -> list[str]:

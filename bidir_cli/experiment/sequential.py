@@ -43,7 +43,7 @@ def bounds(exp) -> Bounds:
 
 def analyse(exp, chosen: dict) -> dict[str, ArmState]:
     """Each non-baseline arm's sequential state, from the complete cells of the first test suite."""
-    from .report import comparisons
+    from .comparisons import comparisons
 
     seq, design = exp.spec.sequential, bounds(exp)
     suite, baseline = exp.suites[0], exp.spec.baseline

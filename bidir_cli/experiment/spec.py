@@ -35,11 +35,34 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
-class SelectConfig(Section):
-    """Settings chosen per arm on a development suite before the seeded runs."""
+class SelectStage(Section):
+    """One stage of a staged selection: a grid, chosen per arm or on the baseline for every arm."""
 
     grid: dict[str, list[Any]] = Field(min_length=1)
+    """Config key -> candidate values; the stages before it are fixed at their choices."""
+    shared: bool = False
+    """Choose on the baseline arm only and give every arm that choice."""
+
+
+class FloorConfig(Section):
+    """Trained enough? The chosen setting of ``arm`` on the development suite against a reference run's score."""
+
+    arm: str
+    reference: str
+    """A run directory with results on the development suite (e.g. an earlier tier's chosen selection run);
+    relative to this file."""
+    within: float = Field(0.02, gt=0)
+    """Below the reference by more than this, the report says the comparison is of undertrained models."""
+
+
+class SelectConfig(Section):
+    """Settings chosen per arm on a development suite before the seeded runs: one grid, or stages of grids."""
+
+    grid: dict[str, list[Any]] | None = None
     """Config key -> candidate values, e.g. ``{loss.scale: [10, 20, 40, 80]}`` (every combination is tried)."""
+    stages: list[SelectStage] | None = None
+    """Instead of ``grid``: grids chosen one after the other, each at the choices before it (e.g. the learning rate
+    on the baseline, then each loss's scale at it)."""
     suite: str
     """The development suite (never a test or confirmation suite); relative paths resolve against this file."""
     seed: int = 1
@@ -49,6 +72,30 @@ class SelectConfig(Section):
     shared: bool = False
     """Choose on the baseline arm only and give every arm that choice (one grid instead of one per arm: cheaper,
     and the arms then differ in nothing but their own overrides)."""
+    extend_edges: bool = False
+    """A choice on a grid's edge extends that grid one step that way (the grid's own ratio, or step), once, before
+    any later stage or seeded cell. Each stage's grid must then hold one key."""
+    floor: FloorConfig | None = None
+    """Optional: what "trained enough" means, fixed in the plan (see FloorConfig)."""
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SelectConfig:
+        if (self.grid is None) == (self.stages is None):
+            raise ValueError("give either grid (one stage) or stages")
+        if self.stages is not None and self.shared:
+            raise ValueError("shared: set it on each stage")
+        if self.extend_edges and any(len(stage.grid) != 1 for stage in self.all_stages):
+            raise ValueError("extend_edges: each stage's grid must hold one key")
+        return self
+
+    @property
+    def all_stages(self) -> list[SelectStage]:
+        return self.stages if self.stages is not None else [SelectStage(grid=self.grid, shared=self.shared)]
+
+    @property
+    def keys(self) -> list[str]:
+        """Every key the selection chooses, in stage order."""
+        return [key for stage in self.all_stages for key in stage.grid]
 
 
 class SequentialConfig(Section):
@@ -148,6 +195,9 @@ class ExperimentConfig(Section):
     target_diff: float = Field(0.01, gt=0)
     """The difference the report's power line is about (runs per arm needed to detect it); with ``sequential``,
     the difference the design's futility bound is for."""
+    beside: str | None = None
+    """Optional: an earlier experiment's output folder whose figures on the same datasets of the first test suite
+    the report sets beside this one's (relative to this file)."""
     sequential: SequentialConfig | None = None
     """Optional: stop as soon as the verdict is decided (looks, spending, futility), fixed before the first cell."""
 
@@ -249,4 +299,10 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
     exp.confirm = [local(s) for s in exp.confirm]
     if exp.select:
         exp.select.suite = local(exp.select.suite)
+        if exp.select.floor:
+            exp.select.floor.reference = local(exp.select.floor.reference)
+            if exp.select.floor.arm not in exp.arms:
+                raise InputError(f"{path}: select.floor.arm: {exp.select.floor.arm!r} is not an arm")
+    if exp.beside:
+        exp.beside = local(exp.beside)
     return exp

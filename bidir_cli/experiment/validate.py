@@ -21,7 +21,8 @@ def validate(exp: Experiment) -> None:
     """Raise one InputError listing every problem of ``exp``'s cells; return quietly when there is none."""
     problems: list[str] = []
     select = exp.spec.select
-    combos = [dict(zip(select.grid, c)) for c in itertools.product(*select.grid.values())] if select else [{}]
+    grids = {k: v for stage in select.all_stages for k, v in stage.grid.items()} if select else {}
+    combos = [dict(zip(grids, c)) for c in itertools.product(*grids.values())]
     base_dir = Path(exp.spec.base).parent
     for arm in exp.spec.arms:
         for extra in combos:
