@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import BIDIR, ROOT, bidir, write_experiment
 
 from bidir_cli.experiment import locks
@@ -297,3 +298,86 @@ def test_a_look_waits_for_every_cell_it_needs_and_a_futile_arm_stops(tmp_path):
         f"{arm}-seed{s}" for arm in ("still", "trained") for s in range(1, runs + 1))  # fmt: skip
     last = outcome["looks"][-1]
     assert (outcome["decision"] == "efficacy") == (last["p"] <= last["efficacy_p"]) == (outcome["p"] <= 0.05)
+
+
+def test_extending_a_grid_steps_beyond_the_edge_by_its_own_ratio_or_step():
+    from bidir_cli.experiment.selection import extended
+
+    assert extended([0.1, 0.2, 0.4, 0.8], 0.8) == pytest.approx(1.6)
+    assert extended([0.1, 0.2, 0.4, 0.8], 0.1) == pytest.approx(0.05)
+    assert extended([20, 40, 80, 160, 320], 320) == 640 and isinstance(extended([20, 40, 80], 20), int)
+    assert extended([1, 2, 3], 3) == 4 and extended([1, 2, 3], 1) == 0
+    assert extended([20, 40, 80], 40) is None and extended(["a", "b"], "b") is None
+
+
+@pytest.mark.heavy
+def test_a_staged_selection_chooses_stage_by_stage_extends_edges_and_checks_the_floor(tmp_path):
+    reference = tmp_path / "ref"
+    dev = "test-beir"  # the development suite here (the test suite is the held-out collection)
+    path = write_experiment(
+        tmp_path, seeds=1, evaluate=["heldout-beir"], confirm=[],
+        select={"suite": dev, "extend_edges": True, "floor": {"arm": "mnrl", "reference": "ref", "within": 0.02},
+                "stages": [{"grid": {"training.learning_rate": [0.02, 0.05]}, "shared": True},
+                           {"grid": {"loss.scale": [10, 20]}}]},
+    )  # fmt: skip
+    bidir(
+        "train", tmp_path / "config.yaml", "--output-dir", reference, "--set", f'evaluation.suite="{dev}"', check=True
+    )
+    out = tmp_path / "out"
+    bidir("experiment", path, "--output-dir", out, check=True)
+    from bidir_cli.experiment.cells import Experiment
+    from bidir_cli.runs.results import EvalResult
+
+    def score(cell: str) -> float:
+        return EvalResult.load(out / "runs" / cell / "eval" / f"{dev}.json").mean["ndcg@10"]
+
+    exp = Experiment(path, out)
+    chosen = exp.chosen()
+    names = sorted(c.name for c in exp.selection_cells())
+    # Stage 1 on the baseline only; its choice (by hand: the best score, extended once if on an edge) for every arm.
+    first = [n for n in names if n.startswith("select1-")]
+    assert {n.split("-")[1] for n in first} == {"mnrl"} and len(first) == 3  # an edge is always chosen of 2 values
+    lrs = {n: json.loads((out / "runs" / n / "meta.json").read_text())["config"]["training"]["learning_rate"]
+           for n in first}  # fmt: skip
+    best = max(first, key=lambda n: (score(n), -int(n.rsplit("-", 1)[1])))
+    assert chosen["mnrl"]["training.learning_rate"] == chosen["mnbrl"]["training.learning_rate"] == lrs[best]
+    # Stage 2 per arm, at stage 1's choice.
+    for arm in ("mnrl", "mnbrl"):
+        second = [n for n in names if n.startswith(f"select2-{arm}-")]
+        assert len(second) == 3
+        for n in second:
+            config = json.loads((out / "runs" / n / "meta.json").read_text())["config"]
+            assert config["training"]["learning_rate"] == lrs[best]
+        top = max(second, key=lambda n: (score(n), -int(n.rsplit("-", 1)[1])))
+        scale = json.loads((out / "runs" / top / "meta.json").read_text())["config"]["loss"]["scale"]
+        assert chosen[arm]["loss.scale"] == scale
+    report = (out / "report.md").read_text()
+    assert "Stage 1 of 2: chosen on the baseline arm, mnrl, for every arm" in report and "Stage 2 of 2" in report
+    assert "(extension)" in report
+    gap = score(_chosen_name(exp, "mnrl"))
+    reference_score = EvalResult.load(reference / "eval" / f"{dev}.json").mean["ndcg@10"]
+    assert f"Trained enough? mnrl's chosen setting scores {gap:.4f}" in report
+    assert f"the reference (`ref`, fixed in the plan) {reference_score:.4f}" in report
+
+
+def _chosen_name(exp, arm: str) -> str:
+    from bidir_cli.experiment.selection import chosen_cell
+
+    return chosen_cell(exp, arm).name
+
+
+def test_beside_sets_an_earlier_experiments_figures_on_the_same_datasets_next_to_this_ones(tmp_path):
+    earlier = write_experiment(tmp_path / "earlier", seeds=1, confirm=[])
+    bidir("experiment", earlier, "--output-dir", tmp_path / "earlier" / "out", check=True)
+    path = write_experiment(tmp_path / "now", seeds=1, confirm=[], beside="../earlier/out",
+                            set={"training.per_device_train_batch_size": 16})  # fmt: skip
+    bidir("experiment", path, "--output-dir", tmp_path / "now" / "out", check=True)
+    report = (tmp_path / "now" / "out" / "report.md").read_text()
+    theirs = json.loads((tmp_path / "earlier" / "out" / "summary.json").read_text())
+    mine = json.loads((tmp_path / "now" / "out" / "summary.json").read_text())
+    row = {r["name"]: r for r in theirs["comparisons"]["test-beir"]["rows"]}["test-beir"]
+    here = {r["name"]: r for r in mine["comparisons"]["test-beir"]["rows"]}["test-beir"]
+    assert "### Beside experiment tiny-loss" in report
+    arms = list(yaml.safe_load(path.read_text())["arms"])  # the report's order: the file's
+    cells = [v for arm in arms for v in (here["cells"][arm]["value"], row["cells"][arm]["value"])]
+    assert "| test-beir | " + " | ".join(f"{v:.4f}" for v in cells) + " |" in report

@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ..compare.comparison import Comparison
 from ..console import log
 from ..runs.atomic import atomic_write_text
 from ..runs.environment import code_of_commit, now, package_commit
@@ -101,6 +102,39 @@ def training_curves(exp: Experiment, cells: list[Cell], path: Path) -> bool:
     return True
 
 
+def beside_lines(exp: Experiment, tests: dict[str, Comparison]) -> list[str]:
+    """An earlier experiment's figures (``beside:``) on the datasets of this one's first test suite, arm by arm,
+    from its committed summary.json: where the two differ in one pre-registered setting, the reader sees both."""
+    if not exp.spec.beside or not tests:
+        return []
+    other = Summary.load(Path(exp.spec.beside) / "summary.json")
+    theirs = {row["name"]: row for rows in other.comparisons.values() for row in rows.get("rows", [])}
+    suite, comparison = next(iter(tests.items()))
+    arms = [a for a in exp.spec.arms if a in other.arms]
+    header = " | ".join(f"{a} (here) | {a} ({other.experiment})" for a in arms)
+    lines = [f"### Beside experiment {other.experiment}", "",
+             f"The same datasets of `{suite}` in `{exp.spec.beside}` (its mean over its seeds; its own mean row "
+             f"covers its own datasets, so it is left out):", "", f"| dataset | {header} |",
+             "|---|" + "---:|" * (2 * len(arms))]  # fmt: skip
+    for dataset in comparison.datasets:
+        if dataset not in theirs:
+            continue
+        values = []
+        for arm in arms:
+            mine = _cell_value(comparison, dataset, arm)
+            earlier = theirs[dataset]["cells"].get(arm, {}).get("value")
+            values += [f"{v:.4f}" if v is not None else "-" for v in (mine, earlier)]
+        lines.append(f"| {dataset} | " + " | ".join(values) + " |")
+    return lines + [""]
+
+
+def _cell_value(comparison: Comparison, dataset: str, arm: str) -> float | None:
+    from ..compare.render import comparison_dict
+
+    row = next((r for r in comparison_dict(comparison)["rows"] if r["name"] == dataset), None)
+    return row["cells"].get(arm, {}).get("value") if row else None
+
+
 def design_line(plan: dict[str, Any]) -> str:
     if plan.get("design_now") == "not comparable":
         return "not comparable (the first report recorded no design of this hash version)"
@@ -174,7 +208,7 @@ def write_report(exp: Experiment) -> Summary:
     for suite in tests:
         md += [f"On `{suite}`:", "", *(f"- {line}" for line in verdicts[suite]), ""]
     md += selection_table(exp) + ([""] if exp.spec.select else [])
-    md += sequential_md
+    md += sequential_md + beside_lines(exp, tests)
     for suite, comparison in tests.items():
         plot = exp.dir / f"differences-{suite}.png"
         save_plot(comparison, plot)
