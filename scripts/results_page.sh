@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh  # the pinned environment, with BIDIR_MINILM set
 experiments=() runs=() pairs=()
-for name in static static-negatives transformer gpu; do
+for name in static static-negatives transformer gpu static-8192; do
   experiments+=("configs/experiments/$name.yaml=docs/experiments/$name")
   if [ -f "docs/experiments/$name/summary.json" ]; then
     runs+=(--runs "docs/experiments/$name")
