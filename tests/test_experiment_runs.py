@@ -253,17 +253,25 @@ def test_a_design_changed_after_the_first_report_is_named_and_refuses_confirmati
     assert "changed after" not in report
 
 
-@pytest.mark.heavy
-def test_the_sequential_quickstart_stops_at_its_first_look_and_says_where_and_why(tmp_path):
-    path, out = ROOT / "configs" / "experiments" / "quickstart.yaml", tmp_path / "out"
+def test_a_sequential_experiment_stops_at_its_first_decisive_look_and_says_where_and_why(tmp_path):
+    """The quickstart's data and model (configs/quickstart.yaml), 8 steps a cell: a trained arm against one whose
+    learning rate is nil, looks at 3 and 6 runs. The difference is plain, so it stops at the first look."""
+    path = tmp_path / "sequential.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "sequential", "base": str(ROOT / "configs" / "quickstart.yaml"), "baseline": "still",
+        "set": {"training.max_steps": 8, "data.train.0.sample": 4000},
+        "arms": {"still": {"training.learning_rate": 1e-9}, "trained": {"training.learning_rate": 0.1}},
+        "seeds": 6, "sequential": {"looks": [3, 6]}, "threads": 1, "keep_checkpoints": False,
+    }))  # fmt: skip
+    out = tmp_path / "out"
     result = bidir("experiment", path, "--output-dir", out, check=True)
     assert sorted(p.name for p in (out / "runs").iterdir() if p.is_dir()) == [
-        f"{arm}-seed{s}" for arm in ("mnbrl", "mnrl") for s in (1, 2, 3)]  # fmt: skip
+        f"{arm}-seed{s}" for arm in ("still", "trained") for s in (1, 2, 3)]  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     first = summary["verdicts"]["wordnet-eval"][0]
-    assert first.startswith("**mnbrl vs mnrl, sequential design**: stopped at look 1 of 2 (3 runs per arm, 3 of the 6")
+    assert first.startswith("**trained vs still, sequential design**: stopped at look 1 of 2 (3 runs per arm, 3 of")
     assert "for efficacy" in first and "stopped at look 1 of 2" in result.stdout
-    arm = summary["sequential"]["arms"]["mnbrl"]
+    arm = summary["sequential"]["arms"]["trained"]
     look = arm["looks"][0]
     assert arm["decision"] == "efficacy" and look["p"] <= look["efficacy_p"]
     assert arm["p"] == pytest.approx(look["p"], rel=1e-6)  # at the first look the stage-wise p is the look's own
@@ -272,10 +280,10 @@ def test_the_sequential_quickstart_stops_at_its_first_look_and_says_where_and_wh
         out / "report.md"
     ).read_text()
     status = bidir("experiment", path, "--output-dir", out, "--status", check=True).stdout
-    assert "sequential design: mnbrl: stopped at look 1 of 2 (efficacy)" in status
+    assert "sequential design: trained: stopped at look 1 of 2 (efficacy)" in status
     again = bidir("experiment", path, "--output-dir", out, check=True)
     assert (
-        "nothing to run: the experiment is complete (its sequential design stopped: mnbrl at look 1 of 2"
+        "nothing to run: the experiment is complete (its sequential design stopped: trained at look 1 of 2"
         in again.stderr
     )
 
