@@ -276,9 +276,9 @@ def test_a_sequential_experiment_stops_at_its_first_decisive_look_and_says_where
     assert arm["decision"] == "efficacy" and look["p"] <= look["efficacy_p"]
     assert arm["p"] == pytest.approx(look["p"], rel=1e-6)  # at the first look the stage-wise p is the look's own
     assert summary["verdicts"]["wordnet-eval"][1].startswith("Fixed-design figures")
-    assert (out / "sequential-path.png").stat().st_size > 0 and "## Sequential design" in (
-        out / "report.md"
-    ).read_text()
+    report = (out / "report.md").read_text()
+    assert (out / "sequential-path.png").stat().st_size > 0 and "## Sequential design" in report
+    assert "Fixed-design figures: this table's p-values" in report
     status = bidir("experiment", path, "--output-dir", out, "--status", check=True).stdout
     assert "sequential design: trained: stopped at look 1 of 2 (efficacy)" in status
     again = bidir("experiment", path, "--output-dir", out, check=True)

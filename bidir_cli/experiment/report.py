@@ -212,7 +212,10 @@ def write_report(exp: Experiment) -> Summary:
     for suite, comparison in tests.items():
         plot = exp.dir / f"differences-{suite}.png"
         save_plot(comparison, plot)
-        md += [f"## {suite}", "", render_markdown(comparison), f"![differences]({plot.name})", ""]
+        fixed_note = (["Fixed-design figures: this table's p-values, intervals, MDD and runs needed treat the runs as "
+                       "fixed in advance; the sequential verdict is in \"Sequential design\".", ""]
+                      if sequential_lines else [])  # fmt: skip
+        md += [f"## {suite}", "", *fixed_note, render_markdown(comparison), f"![differences]({plot.name})", ""]
     md += ["## Training", "", *cost_table(exp, done), ""]
     if training_curves(exp, done, exp.dir / "training.png"):
         md += ["![training loss and partition shares](training.png)", ""]
