@@ -15,7 +15,8 @@ from typing import TextIO
 
 def log(message: str) -> None:
     """Progress and diagnostics: standard error, so standard output carries only results."""
-    print(f"bidir: {message}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"bidir: {message}\n")  # one write: lines from cells running side by side never interleave
+    sys.stderr.flush()
 
 
 # Progress bars belong on a terminal: in a log file (a cell's log, a SLURM job's output) their carriage-return
