@@ -134,3 +134,25 @@ def test_a_cell_of_two_processes_trains_under_torchrun_and_evaluates_once(tmp_pa
     first, reference = train_log(run)[0], train_log(one)[0]
     assert first["step"] == reference["step"] == 1
     assert first["loss"] == pytest.approx(reference["loss"], rel=1e-5, abs=1e-6)
+
+
+def test_cancel_scancels_the_jobs_holding_cells_and_leaves_them_to_resume(tmp_path):
+    path = write_experiment(tmp_path, seeds=1, executor=SLURM,
+                            set={"training.max_steps": 400, "training.save_steps": 10})  # fmt: skip
+    out = tmp_path / "out"
+    run_slurm("experiment", path, "--output-dir", out, "--detach")
+    deadline = time.time() + 180
+    while "running:" not in (status := run_slurm("experiment", path, "--output-dir", out, "--status").stdout):
+        assert time.time() < deadline, status
+        time.sleep(0.5)
+    jobs = sorted(json.loads(lock.read_text())["job_id"] for lock in (out / "runs").glob("*.lock"))
+    cancelled = run_slurm("experiment", path, "--output-dir", out, "--cancel")
+    assert cancelled.stdout.strip() == f"cancelled {', '.join(jobs)}"
+    while any(subprocess.run(["squeue", "-h", "-j", j], capture_output=True, text=True).stdout.strip() for j in jobs):
+        assert time.time() < deadline + 60
+        time.sleep(0.5)
+    time.sleep(1)
+    status = run_slurm("experiment", path, "--output-dir", out, "--status").stdout
+    assert "running:" not in status and "queued:" not in status and "0 of 2 cells complete" in status
+    again = run_slurm("experiment", path, "--output-dir", out, "--cancel")
+    assert again.stdout.strip() == "no job holds a cell of this experiment"
