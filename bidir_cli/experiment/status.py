@@ -128,7 +128,7 @@ def status_lines(exp: Experiment, parallel: int) -> list[str]:
 
         lines.append(status_line(exp, chosen))
     running = sum(1 for s in everything if s.state == "running")
-    parallel = parallel or max(1, running)  # SLURM without max_parallel: as many as run now
+    parallel = max(parallel, running, 1)  # as many as run now, when more than --jobs or the throttle says
     done = sum(1 for s in everything if s.state == "complete")
     complete = exp.complete()
     total = f"{done} of {len(everything)} cells complete" + (
