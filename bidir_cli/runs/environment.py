@@ -1,19 +1,5 @@
-"""Run directories: their layout, meta.json, and the environment a run records.
-
-::
-
-    runs/<name>/
-      config.yaml        the resolved, validated config that ran
-      meta.json          format, status, argv, seed, times, versions, device, data identities, loss settings, ...
-      train_log.jsonl    one line per logging step
-      tensorboard/       TensorBoard event files (training.report_to: tensorboard)
-      checkpoints/       resumable trainer checkpoints
-      model/             SentenceTransformer.save() output
-      eval/<suite>.json  evaluation results
-
-:class:`RunDir` is the one place that knows these paths and :class:`RunMeta` the one that knows meta.json:
-no other module builds a run path or a meta.json dict by hand.
-"""
+"""The environment a run records in meta.json: package versions, the installed set, the code version, the
+git commit, the CPU and where the process runs. The run directory's layout: rundir.py."""
 
 from __future__ import annotations
 
