@@ -48,7 +48,7 @@ from scipy import optimize, special
 from bidir_cli.compare.build import column_differences
 from bidir_cli.compare.comparison import ALPHA, MEAN, POWER
 from bidir_cli.compare.stats import run_level_test, sign_flip_test
-from bidir_cli.compare.stats.sequential import SPENDING, alternative_drift, design_bounds, sequential_test
+from bidir_cli.compare.stats.sequential import INFORMATION, SPENDING, Design, alternative_drift, sequential_test
 
 DATASET_QUERIES = (30, 50, 100, 150, 200, 300)
 DATASET_MEANS = (-0.3, 0.2, -0.1, 0.3, 0.0, -0.2)  # each dataset's mean latent ability (its difficulty)
@@ -237,7 +237,8 @@ def table(outcomes: dict[tuple[str, tuple[int, int]], Outcome]) -> str:
 # --- sequential designs (--sequential) --------------------------------------------------------------------------
 
 SEQUENTIAL_LOOKS = ((3, 6, 9), (4, 8, 12, 16))
-VARIANTS = tuple((spending, futility) for spending in SPENDING for futility in (True, False))
+VARIANTS = tuple((spending, futility, information) for information in INFORMATION for spending in SPENDING
+                 for futility in (True, False))  # fmt: skip
 
 
 @dataclass
@@ -259,10 +260,13 @@ def look_results(system, baseline, looks: tuple[int, ...]) -> list:
     return [run_level_test([s[:n] for s in system], [b[:n] for b in baseline]) for n in looks]
 
 
-def calibrate_sequential(structure: Structure, looks: tuple[int, ...], replicates: int, seed: int) -> dict:
+def calibrate_sequential(
+    structure: Structure, looks: tuple[int, ...], replicates: int, seed: int, variants: tuple = VARIANTS
+) -> dict:
     """Null experiments, then experiments shifted by the fixed design's 80%-power difference at the most runs
-    (2.80 true standard errors of the mean row's difference there), each analysed by every design variant through
-    the code an experiment uses (sequential_test on the run-level test at each look)."""
+    (2.80 true standard errors of the mean row's difference there), each analysed by every design variant
+    ``(spending, futility, information)`` through the code an experiment uses (sequential_test on the run-level
+    test at each look)."""
     rng = np.random.default_rng([seed, STRUCTURES.index(structure), *looks])
     most = looks[-1]
     null = [look_results(*simulate(structure, (most, most), 0.0, rng), looks) for _ in range(replicates)]
@@ -273,17 +277,17 @@ def calibrate_sequential(structure: Structure, looks: tuple[int, ...], replicate
     truth = float(true_differences(structure, shift).mean())
     shifted = [look_results(*simulate(structure, (most, most), shift, rng), looks) for _ in range(replicates)]
     out = {}
-    for spending, futility in VARIANTS:
+    for spending, futility, information in variants:
         drift = alternative_drift(ALPHA, POWER) if futility else None
-        bounds = design_bounds([n / most for n in looks], ALPHA, spending, futility_drift=drift)
+        design = Design(looks, ALPHA, spending, drift, information)
         found = {}
         for name, experiments, true in (("null", null, 0.0), ("shifted", shifted, truth)):
-            outcomes = [sequential_test(r, looks, bounds, estimate=False) for r in experiments]
+            outcomes = [sequential_test(r, design, estimate=False) for r in experiments]
             stop = [o.looks[-1] for o in outcomes]
             found[name] = (np.mean([o.decision == "efficacy" for o in outcomes]),
                            np.mean([x.rci[0] <= true <= x.rci[1] for x in stop]), np.mean([x.runs for x in stop]),
                            sum((o.p <= ALPHA) != (o.decision == "efficacy") for o in outcomes))  # fmt: skip
-        out[(spending, futility)] = SequentialOutcome(
+        out[(spending, futility, information)] = SequentialOutcome(
             fpr=float(found["null"][0]),
             naive_fpr=float(np.mean([any(x.p <= ALPHA for x in r) for r in null])),
             coverage=(float(found["null"][1]), float(found["shifted"][1])),
@@ -297,11 +301,11 @@ def calibrate_sequential(structure: Structure, looks: tuple[int, ...], replicate
 
 
 def sequential_table(outcomes: dict) -> str:
-    lines = ["| variance structure | looks | spending | futility | FPR | FPR, 0.05 at every look | coverage at the stop "
+    lines = ["| variance structure | looks | information | spending | futility | FPR | FPR, 0.05 at every look | coverage at the stop "
              "(null / shifted) | power (fixed design) | stage-wise p disagrees | runs per arm (null / shifted, of "
-             "most) |", "|---|---|---|---|---:|---:|---|---|---:|---|"]  # fmt: skip
-    for (name, looks, spending, futility), o in outcomes.items():
-        lines.append(f"| {name} | {', '.join(map(str, looks))} | {spending} | {'beta-spending' if futility else 'none'} "
+             "most) |", "|---|---|---|---|---|---:|---:|---|---|---:|---|"]  # fmt: skip
+    for (name, looks, spending, futility, information), o in outcomes.items():
+        lines.append(f"| {name} | {', '.join(map(str, looks))} | {information} | {spending} | {'beta-spending' if futility else 'none'} "
                      f"| {o.fpr:.3f} | {o.naive_fpr:.3f} | {o.coverage[0]:.3f} / {o.coverage[1]:.3f} | {o.power:.3f} "
                      f"({o.fixed_power:.3f}) | {o.disagree} | {o.runs[0]:.1f} / {o.runs[1]:.1f} of {looks[-1]} |")  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -286,6 +286,20 @@ def test_a_sequential_experiment_stops_at_its_first_decisive_look_and_says_where
         "nothing to run: the experiment is complete (its sequential design stopped: trained at look 1 of 2"
         in again.stderr
     )
+    # information: runs is the default and leaves the design's hash as it was; variance is another design, named
+    # when it changes after the first report, and its looks table shows each look's measured fraction.
+    spec = yaml.safe_load(path.read_text())
+    spec["sequential"]["information"] = "runs"
+    path.write_text(yaml.safe_dump(spec))
+    bidir("experiment", path, "--output-dir", out, "--report-only", check=True)
+    assert "changed after" not in (out / "report.md").read_text()
+    spec["sequential"]["information"] = "variance"
+    path.write_text(yaml.safe_dump(spec))
+    bidir("experiment", path, "--output-dir", out, "--report-only", check=True)
+    report = (out / "report.md").read_text()
+    assert "(sequential: information changed)" in report and "| look | runs per arm | information fraction |" in report
+    fraction = json.loads((out / "summary.json").read_text())["sequential"]["arms"]["trained"]["looks"][0]["fraction"]
+    assert 0.5 <= fraction < 1  # at least runs / most (3 / 6), below 1 before the last look
 
 
 def test_a_look_waits_for_every_cell_it_needs_and_a_futile_arm_stops(tmp_path):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from bidir_cli.compare.stats.sequential import (
+    Design,
     alternative_drift,
     crossing,
     design_bounds,
@@ -104,25 +105,25 @@ def result(diff: float, se: float, df: float = 8.0):
 
 
 def test_the_decision_procedure_walks_the_looks_and_its_stagewise_p_agrees_with_each_decision():
-    design = design_bounds(FOUR, 0.05, "obrien-fleming", futility_drift=alternative_drift(0.05, 0.8))
-    nominal = design.nominal_p()
+    design = Design((4, 8, 12, 16), 0.05, "obrien-fleming", futility_drift=alternative_drift(0.05, 0.8))
+    nominal = design.planned.nominal_p()
     # Fewer looks than the design and no decision: continue; a partial look is not the caller's to pass.
     middle = result(0.02, 0.01)  # t = 2 with 8 df: p 0.08, between the bounds at looks 1 and 2
     assert nominal[0] < middle.p < 1 - 1e-9 and middle.p > nominal[1]
-    outcome = sequential_test([middle, middle], [4, 8, 12, 16], design)
+    outcome = sequential_test([middle, middle], design)
     assert outcome.decision == "continue" and outcome.p is None and [x.decision for x in outcome.looks] == [
         "continue", "continue"]  # fmt: skip
     # A large difference at look 2: efficacy, stage-wise p at most alpha, the interval away from 0.
     strong = result(0.05, 0.01)
-    outcome = sequential_test([middle, strong, middle], [4, 8, 12, 16], design)
+    outcome = sequential_test([middle, strong, middle], design)
     assert outcome.decision == "efficacy" and len(outcome.looks) == 2 and outcome.p <= 0.05
     assert outcome.ci[0] > 0 and outcome.ci[0] < outcome.estimate < outcome.ci[1]
     # Nothing at look 1: futility (non-binding); at the last look without efficacy: none, stage-wise p above alpha.
     nothing = result(0.0001, 0.01)  # p 0.99: above look 2's futility level (look 1's is 0.995 under O'Brien-Fleming)
-    outcome = sequential_test([middle, nothing, middle], [4, 8, 12, 16], design)
+    outcome = sequential_test([middle, nothing, middle], design)
     assert outcome.decision == "futility" and len(outcome.looks) == 2 and outcome.p > 0.05
     weak = [middle, middle, middle, result(0.019, 0.01)]
-    outcome = sequential_test(weak, [4, 8, 12, 16], design)
+    outcome = sequential_test(weak, design)
     assert outcome.decision == "none" and outcome.p > 0.05
     # The repeated interval at each look uses the look's nominal level with the statistic's df.
     look = outcome.looks[0]
@@ -147,3 +148,43 @@ def test_stagewise_p_at_the_first_look_is_the_fixed_p_and_the_expected_runs_fall
     stops = np.diff([0.0, *(spent(0.05, t, "obrien-fleming") for t in FOUR[:-1])])
     by_hand = float(stops @ [4, 8, 12] + 16 * (1 - stops.sum()))
     assert expected_runs(no_futility, [4, 8, 12, 16], 0.0) == pytest.approx(by_hand, abs=1e-6)
+
+
+def components_result(between: float, interaction: float, runs: int):
+    """A run-level result whose variance components say: ``between`` per side over the runs, ``interaction``."""
+    from bidir_cli.compare.stats.run_level import VarianceComponents
+
+    parts = VarianceComponents((runs, runs), (between, between), (0.0, 0.0), interaction, 100.0)
+    return SimpleNamespace(diff=0.0, se=math.sqrt(parts.variance(runs, runs)), df=50.0, p=1.0, variance=parts.variance)
+
+
+def test_information_from_the_variance_is_runs_over_most_when_runs_only_shift_and_near_one_when_queries_dominate():
+    looks = (4, 8, 12, 16)
+    design = Design(looks, 0.05, "pocock", information="variance")
+    assert design.fractions([components_result(0.3, 0.0, n) for n in looks]) == pytest.approx(FOUR)
+    # Var(D_n) = 2 * 0.02 / n + 0.1: by hand, Var(D_16) / Var(D_n), rising by at least GAP, below 1 before the end.
+    dominated = design.fractions([components_result(0.02, 0.1, n) for n in looks])
+    by_hand = [(0.04 / 16 + 0.1) / (0.04 / n + 0.1) for n in looks]
+    assert dominated[0] == pytest.approx(by_hand[0]) and dominated[-1] == 1.0
+    assert dominated[1:3] == pytest.approx([min(by_hand[1], 0.98), min(by_hand[2], 0.99)])
+    assert all(b - a >= 0.01 - 1e-12 for a, b in zip(dominated, dominated[1:], strict=False))
+    # The bounds of the looks so far are the first bounds of the whole design: a look never depends on later ones.
+    prefix = design.bounds([components_result(0.02, 0.1, n) for n in looks[:2]])
+    whole = design.bounds([components_result(0.02, 0.1, n) for n in looks])
+    assert prefix.efficacy == pytest.approx(whole.efficacy[:2], abs=1e-9)
+
+
+@pytest.mark.parametrize("spending", ["obrien-fleming", "pocock"])
+def test_bounds_at_the_measured_information_spend_alpha_where_runs_over_most_spends_less(spending):
+    """Z at each look of a difference whose variance is ``a / n + b`` (a part that more runs average away, one they
+    do not): the looks are correlated as ``sqrt(I_j / I_k)``; simulated directly, the bounds at the fractions
+    Design.fractions measures spend 0.05, those at runs / most runs less (for Pocock well under 0.04)."""
+    looks, a, b, n = (4, 8, 12, 16), 0.08, 0.3, 400_000
+    info = np.array([1 / (a / m + b) for m in looks])
+    z = paths(0.0, list(info / info[-1]), n, seed=3)  # Brownian motion at the true fractions is the canonical form
+    results = [components_result(a / 2, b, m) for m in looks]
+    measured = Design(looks, 0.05, spending, information="variance").bounds(results)
+    win, _ = first_stops(z, measured.efficacy, None)
+    assert win.sum() == pytest.approx(0.05, abs=4 * math.sqrt(0.05 * 0.95 / n) + 0.002)
+    by_runs, _ = first_stops(z, Design(looks, 0.05, spending).planned.efficacy, None)
+    assert by_runs.sum() < win.sum() - 0.004 and (spending == "obrien-fleming" or by_runs.sum() < 0.04)

@@ -322,16 +322,7 @@ def column_differences(
             mdd=test.mdd,
             runs_needed=test.runs_needed.runs,
             runs_needed_text=test.runs_needed.text,
-            components=None
-            if c is None
-            else {
-                "runs": list(c.runs),
-                "between_runs": list(c.between_runs),
-                "run_shift": list(c.run_shift),
-                "query_noise": list(c.query_noise),
-                "interaction": c.interaction,
-                "interaction_df": c.interaction_df,
-            },
+            components=None if c is None else c.record(),
         )
     adjusted, rejected = holm([out[d].p for d in datasets], ALPHA)
     for dataset, p_holm, reject in zip(datasets, adjusted, rejected, strict=True):

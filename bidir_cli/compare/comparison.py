@@ -99,6 +99,14 @@ class Difference:
     def unit(self) -> str:
         return TESTS[self.test][1]
 
+    def variance(self, runs_system: int, runs_baseline: int) -> float:
+        """The variance the difference would have with this many runs per side (the run-level test's only)."""
+        from .stats.run_level import VarianceComponents  # the stats package imports this module's constants
+
+        if self.components is None:
+            raise ValueError(f"a {self.test} difference has no variance components")
+        return VarianceComponents.from_record(self.components).variance(runs_system, runs_baseline)
+
     @property
     def covers(self) -> str:
         return TESTS[self.test][2]

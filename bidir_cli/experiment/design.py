@@ -20,6 +20,7 @@ from typing import Any
 from ..eval.metrics import PRIMARY_METRIC
 from .cells import Experiment
 from .identity import portable
+from .spec import SequentialConfig
 
 DESIGN_HASH_VERSION = 1
 
@@ -40,9 +41,17 @@ def design(exp: Experiment) -> dict[str, Any]:
         "target_diff": spec.target_diff,
         "vary_sample": spec.vary_sample,
         "processes_per_cell": exp.processes,  # the global batch
-        "sequential": spec.sequential.model_dump(mode="json") if spec.sequential else None,
+        "sequential": _sequential(spec.sequential),
     }
     return json.loads(json.dumps(portable(found, exp.root)))
+
+
+def _sequential(seq: SequentialConfig | None) -> dict[str, Any] | None:
+    """The sequential design; ``information: runs`` (the default, and the only choice before ``information``
+    existed) is left out, so that designs committed before it keep their hash."""
+    if seq is None:
+        return None
+    return seq.model_dump(mode="json", exclude={"information"} if seq.information == "runs" else None)
 
 
 def design_hash(found: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..compare.comparison import ALPHA, MEAN, POWER
-from ..compare.stats.sequential import Bounds, Outcome, alternative_drift, design_bounds, sequential_test
+from ..compare.stats.sequential import Design, Outcome, alternative_drift, sequential_test
 
 
 @dataclass(frozen=True)
@@ -28,24 +28,25 @@ class ArmState:
         return len(self.outcome.looks) if self.outcome.decision != "continue" else None
 
 
-@lru_cache(maxsize=32)
-def _bounds(looks: tuple[int, ...], alpha: float, spending: str, futility: bool) -> Bounds:
-    drift = alternative_drift(alpha, POWER) if futility else None
-    return design_bounds([n / looks[-1] for n in looks], alpha, spending, futility_drift=drift)
-
-
-def bounds(exp) -> Bounds:
-    """The design's bounds: ``ALPHA`` split among the arms compared with the baseline."""
+def design(exp) -> Design:
+    """The experiment's sequential design: ``ALPHA`` split among the arms compared with the baseline."""
     seq = exp.spec.sequential
-    arms = len(exp.spec.arms) - 1
-    return _bounds(tuple(seq.looks), ALPHA / arms, seq.spending, seq.futility == "beta-spending")
+    alpha = ALPHA / (len(exp.spec.arms) - 1)
+    drift = alternative_drift(alpha, POWER) if seq.futility == "beta-spending" else None
+    return _design(tuple(seq.looks), alpha, seq.spending, drift, seq.information)
+
+
+@lru_cache(maxsize=32)
+def _design(*fields) -> Design:
+    """One Design per distinct design, so its planned bounds are computed once per process."""
+    return Design(*fields)
 
 
 def analyse(exp, chosen: dict) -> dict[str, ArmState]:
     """Each non-baseline arm's sequential state, from the complete cells of the first test suite."""
     from .comparisons import comparisons
 
-    seq, design = exp.spec.sequential, bounds(exp)
+    seq, plan = exp.spec.sequential, design(exp)
     suite, baseline = exp.suites[0], exp.spec.baseline
 
     def cells(arm: str, runs: int) -> list:
@@ -60,9 +61,9 @@ def analyse(exp, chosen: dict) -> dict[str, ArmState]:
                 break  # a look waits for every cell it needs: a partial look is never analysed
             comparison = next(iter(comparisons(exp, [suite], needed).values()))
             results.append(comparison.differences[MEAN][arm])
-            if sequential_test(results, seq.looks, design).decision != "continue":
+            if sequential_test(results, plan).decision != "continue":
                 break
-        outcome = sequential_test(results, seq.looks, design)
+        outcome = sequential_test(results, plan)
         at = len(results) - 1 if outcome.decision != "continue" else len(results)
         states[arm] = ArmState(arm, outcome, seq.looks[at])
     return states

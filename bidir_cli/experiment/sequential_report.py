@@ -8,7 +8,7 @@ from typing import Any
 
 from ..compare.comparison import ALPHA, POWER
 from ..compare.stats.sequential import alternative_drift, equivalent_z, expected_runs
-from .sequential import ArmState, analyse, bounds
+from .sequential import ArmState, analyse, design
 
 SPENDING_NAMES = {"obrien-fleming": "O'Brien-Fleming-type", "pocock": "Pocock-type"}
 
@@ -32,16 +32,20 @@ def verdict_line(exp, state: ArmState) -> str:
 
 def section(exp, chosen: dict, folder: Path) -> tuple[list[str], dict[str, Any], dict[str, str]]:
     """(markdown lines, the summary's ``sequential`` record, each arm's verdict line)."""
-    seq, design = exp.spec.sequential, bounds(exp)
+    seq, plan = exp.spec.sequential, design(exp)
     states = analyse(exp, chosen)
     arms = len(states)
     futility = seq.futility == "beta-spending"
-    null_runs = expected_runs(design, seq.looks, 0.0)
-    target_runs = expected_runs(design, seq.looks, alternative_drift(design.alpha, POWER))
+    by_variance = seq.information == "variance"
+    null_runs = expected_runs(plan.planned, seq.looks, 0.0)
+    target_runs = expected_runs(plan.planned, seq.looks, alternative_drift(plan.alpha, POWER))
+    information = (f"the variance of the difference at {seq.looks[-1]} runs over its variance at the look, both from "
+                   "the look's variance components; the expected runs below take runs / "
+                   f"{seq.looks[-1]}" if by_variance else f"runs / {seq.looks[-1]}")  # fmt: skip
     md = ["## Sequential design", "",
-          f"Looks at {', '.join(map(str, seq.looks))} runs per arm (information fraction: runs / {seq.looks[-1]}), "
+          f"Looks at {', '.join(map(str, seq.looks))} runs per arm (information fraction: {information}), "
           f"{SPENDING_NAMES[seq.spending]} alpha spending at {ALPHA:g} two-sided"
-          + (f", split among the {arms} arms ({design.alpha:.4g} each)" if arms > 1 else "")
+          + (f", split among the {arms} arms ({plan.alpha:.4g} each)" if arms > 1 else "")
           + (f", a non-binding beta-spending futility bound for a difference of {exp.spec.target_diff:g} at the "
              f"design's {POWER:.0%} power" if futility else ", no futility bound")
           + ". The primary comparison, fixed in the plan: each arm against the baseline on the mean row of "
@@ -50,20 +54,24 @@ def section(exp, chosen: dict, folder: Path) -> tuple[list[str], dict[str, Any],
           f"against {seq.looks[-1]} for the fixed design. The bounds apply to the run-level t statistic as nominal "
           "levels (its p-value against the bound's); a partial look is never analysed.", ""]  # fmt: skip
     record: dict[str, Any] = {"looks": seq.looks, "spending": seq.spending, "futility": seq.futility,
-                              "alpha_per_arm": design.alpha, "efficacy_bounds": list(design.efficacy),
-                              "futility_bounds": list(design.futility) if design.futility else None,
+                              "information": seq.information, "alpha_per_arm": plan.alpha,
+                              "efficacy_bounds": list(plan.planned.efficacy),  # at runs / most runs
+                              "futility_bounds": list(plan.planned.futility) if plan.planned.futility else None,
                               "expected_runs": {"no difference": null_runs, "target difference": target_runs},
                               "arms": {}}  # fmt: skip
     lines = {}
     for arm, state in states.items():
         o = state.outcome
         lines[arm] = verdict_line(exp, state)
+        fraction = " information fraction |" if by_variance else ""
         md += [f"### {arm} vs {exp.spec.baseline}", "", lines[arm].replace("**", ""), "",
-               "| look | runs per arm | difference | repeated 95% CI | p | efficacy bound (nominal p) | "
-               "futility bound (nominal p) | decision |", "|---:|---:|---:|---|---:|---:|---:|---|"]  # fmt: skip
+               f"| look | runs per arm |{fraction} difference | repeated 95% CI | p | efficacy bound (nominal p) | "
+               "futility bound (nominal p) | decision |",
+               "|---:|---:|" + ("---:|" if by_variance else "") + "---:|---|---:|---:|---:|---|"]  # fmt: skip
         for k, look in enumerate(o.looks, 1):
             futile = f"{look.futility_p:.3g}" if look.futility_p is not None else "-"
-            md.append(f"| {k} | {look.runs} | {look.diff:+.4f} | [{look.rci[0]:+.4f}, {look.rci[1]:+.4f}] | "
+            fraction = f" {look.fraction:.3f} |" if by_variance else ""
+            md.append(f"| {k} | {look.runs} |{fraction} {look.diff:+.4f} | [{look.rci[0]:+.4f}, {look.rci[1]:+.4f}] | "
                       f"{look.p:.3g} | {look.efficacy_p:.3g} | {futile} | {look.decision} |")  # fmt: skip
         md.append("")
         record["arms"][arm] = {"decision": o.decision, "stop_look": state.stop_look, "p": o.p, "estimate": o.estimate,
@@ -74,22 +82,28 @@ def section(exp, chosen: dict, folder: Path) -> tuple[list[str], dict[str, Any],
 
 
 def path_plot(exp, states: dict[str, ArmState], path: Path) -> bool:
-    """Each arm's statistic (as a standard normal Z) at its looks, against the efficacy and futility bounds."""
+    """Each arm's statistic (as a standard normal Z) at its looks, against the efficacy and futility bounds (the
+    planned ones; with ``information: variance`` also each arm's, at its measured fractions, as crosses)."""
     from matplotlib.figure import Figure
 
-    seq, design = exp.spec.sequential, bounds(exp)
+    seq, planned = exp.spec.sequential, design(exp).planned
     if not any(s.outcome.looks for s in states.values()):
         return False
     fig = Figure(figsize=(7, 4.5), dpi=120)
     ax = fig.add_subplot()
-    ax.plot(seq.looks, design.efficacy, "k--", label="efficacy bound")
-    ax.plot(seq.looks, [-c for c in design.efficacy], "k--")
-    if design.futility:
-        ax.plot(seq.looks, design.futility, "k:", label="futility bound")
-        ax.plot(seq.looks, [-b for b in design.futility], "k:")
+    label = " (at runs / most runs)" if seq.information == "variance" else ""
+    ax.plot(seq.looks, planned.efficacy, "k--", label=f"efficacy bound{label}")
+    ax.plot(seq.looks, [-c for c in planned.efficacy], "k--")
+    if planned.futility:
+        ax.plot(seq.looks, planned.futility, "k:", label=f"futility bound{label}")
+        ax.plot(seq.looks, [-b for b in planned.futility], "k:")
     for arm, state in states.items():
         looks = state.outcome.looks
-        ax.plot([x.runs for x in looks], [equivalent_z(x.diff, x.p) for x in looks], "o-", label=arm)
+        line = ax.plot([x.runs for x in looks], [equivalent_z(x.diff, x.p) for x in looks], "o-", label=arm)[0]
+        if seq.information == "variance":
+            bound = state.outcome.bounds.efficacy[: len(looks)]
+            ax.plot([x.runs for x in looks] * 2, [*bound, *(-c for c in bound)], "x", color=line.get_color(),
+                    label=f"{arm}'s efficacy bounds")  # fmt: skip
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xlabel("runs per arm")
     ax.set_ylabel(f"run-level statistic as Z ({exp.spec.baseline} = 0)")

@@ -103,11 +103,14 @@ class SequentialConfig(Section):
     arm stopping on its own (efficacy, or futility when asked for); the seeds are the most runs per arm."""
 
     looks: list[int] = Field(min_length=1)
-    """Runs per arm at each analysis, increasing, the last the number of seeds (information fraction = runs / max)."""
+    """Runs per arm at each analysis, increasing, the last the number of seeds."""
     spending: Literal["obrien-fleming", "pocock"] = "obrien-fleming"
     """Lan-DeMets two-sided alpha spending: O'Brien-Fleming type (little spent early) or Pocock type."""
     futility: Literal["beta-spending", "none"] = "beta-spending"
     """A non-binding futility bound (beta spending for target_diff at the design's 80% power), or none."""
+    information: Literal["runs", "variance"] = "runs"
+    """A look's information fraction: runs / most runs, or from the look's variance components (the difference's
+    variance at the most runs over its variance now; for data where query sampling dominates, and for Pocock)."""
 
 
 class StageResources(Section):

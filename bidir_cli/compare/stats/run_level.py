@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import special
@@ -42,6 +43,18 @@ class VarianceComponents:
     query_noise: tuple[float, float]
     interaction: float
     interaction_df: float
+
+    def record(self) -> dict[str, Any]:
+        """As plain JSON (``bidir compare --format json``'s ``variance_components``; ``run_shift`` is derived)."""
+        return {"runs": list(self.runs), "between_runs": list(self.between_runs), "run_shift": list(self.run_shift),
+                "query_noise": list(self.query_noise), "interaction": self.interaction,
+                "interaction_df": self.interaction_df}  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> VarianceComponents:
+        """The components :meth:`record` wrote."""
+        return cls(tuple(record["runs"]), tuple(record["between_runs"]), tuple(record["query_noise"]),
+                   record["interaction"], record["interaction_df"])  # fmt: skip
 
     @property
     def run_shift(self) -> tuple[float, float]:
@@ -105,6 +118,10 @@ class RunLevelResult:
     ci: tuple[float, float]
     significant: bool
     components: VarianceComponents
+
+    def variance(self, runs_system: int, runs_baseline: int) -> float:
+        """The variance the difference would have with this many runs per side (the same queries)."""
+        return self.components.variance(runs_system, runs_baseline)
 
 
 def run_level_test(system: Sequence[np.ndarray], baseline: Sequence[np.ndarray], alpha: float = 0.05) -> RunLevelResult:

@@ -1,7 +1,9 @@
 """Group-sequential boundaries: Lan-DeMets alpha spending with a non-binding beta-spending futility bound.
 
-At look k of K the standardized statistic ``Z_k`` has seen the information fraction ``t_k`` (runs at the look over
-the most runs, pre-registered). Under a drift ``theta`` (``E[Z_k] = theta sqrt(t_k)``) the statistics form a
+At look k of K the standardized statistic ``Z_k`` has seen the information fraction ``t_k``: runs at the look over
+the most runs, pre-registered (``information: runs``), or the variance the difference would have at the most runs
+over its variance at the look, both from the look's own variance components (``information: variance``, see
+:meth:`Design.fractions`). Under a drift ``theta`` (``E[Z_k] = theta sqrt(t_k)``) the statistics form a
 Brownian motion observed at the fractions: ``S_k = Z_k sqrt(t_k)`` has independent normal increments of variance
 ``t_k - t_{k-1}`` and mean ``theta (t_k - t_{k-1})``.
 
@@ -24,11 +26,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import optimize, special
 
 SPENDING = ("obrien-fleming", "pocock")
+INFORMATION = ("runs", "variance")
+GAP = 0.01
+"""The least information fraction a look adds (``information: variance``): an estimate that falls (noise) or a
+look that adds nearly nothing still has an increment the grid below resolves (its sd, 0.1, spans 8 grid points)."""
 GRID = 2001
 """Points of the grid the sub-density is carried on at each look (|S| up to 12 standard deviations)."""
 
@@ -114,8 +121,9 @@ class _Walk:
 
 
 def efficacy_bounds(fractions: Sequence[float], alpha: float = 0.05, spending: str = "obrien-fleming") -> list[float]:
-    """Two-sided symmetric efficacy bounds (Z scale) that spend ``alpha`` by ``spending`` over ``fractions``."""
-    fractions = _checked(fractions)
+    """Two-sided symmetric efficacy bounds (Z scale) that spend ``alpha`` by ``spending`` over ``fractions``; a
+    prefix of the looks (last fraction below 1) gives the bounds of those looks, which never depend on later ones."""
+    fractions = _checked(fractions, whole=False)
     walk, bounds, before = _Walk(0.0), [], 0.0
     for t in fractions:
         target = spent(alpha, t, spending) - before
@@ -131,11 +139,12 @@ def futility_bounds(
     spending: str = "obrien-fleming",
 ) -> list[float]:  # fmt: skip
     """Inner bounds ``b_k`` (stop for futility when ``|Z_k| < b_k``) spending ``beta`` under ``drift`` (the target
-    difference over the standard error at the most runs), never above the efficacy bound; ``b_K = c_K``."""
-    fractions = _checked(fractions)
+    difference over the standard error at the most runs), never above the efficacy bound; ``b_K = c_K`` at the last
+    look (fraction 1); a prefix of the looks gives theirs."""
+    fractions = _checked(fractions, whole=False)
     walk, bounds, before = _Walk(drift), [], 0.0
-    for k, (t, c) in enumerate(zip(fractions, efficacy, strict=True)):
-        if k == len(fractions) - 1:
+    for t, c in zip(fractions, efficacy, strict=True):
+        if t == 1.0:
             bounds.append(float(c))
             break
         target = spent(beta, t, spending) - before
@@ -171,14 +180,66 @@ def design_bounds(
     futility = None
     if futility_drift is not None:
         futility = tuple(futility_bounds(fractions, efficacy, futility_drift, beta, spending))
-    return Bounds(tuple(_checked(fractions)), tuple(efficacy), futility, alpha)
+    return Bounds(tuple(_checked(fractions, whole=False)), tuple(efficacy), futility, alpha)
 
 
-def _checked(fractions: Sequence[float]) -> list[float]:
+def _checked(fractions: Sequence[float], whole: bool = True) -> list[float]:
+    """The fractions as floats: increasing from above 0 to 1 (``whole``) or to at most 1 (the looks so far)."""
     values = [float(t) for t in fractions]
-    if not values or any(b <= a for a, b in zip([0.0, *values], values, strict=False)) or abs(values[-1] - 1) > 1e-12:
+    if (not values or any(b <= a for a, b in zip([0.0, *values], values, strict=False)) or values[-1] > 1 + 1e-12
+            or (whole and abs(values[-1] - 1) > 1e-12)):  # fmt: skip
         raise ValueError(f"information fractions must increase from above 0 to 1 (got {values})")
     return values
+
+
+@dataclass(frozen=True)
+class Design:
+    """A group-sequential design: the looks (runs per arm), the level, the spending function, the futility bound's
+    drift (None: no futility bound), and how a look's information fraction is measured."""
+
+    looks: tuple[int, ...]
+    alpha: float = 0.05
+    spending: str = "obrien-fleming"
+    futility_drift: float | None = None
+    information: str = "runs"
+
+    def __post_init__(self) -> None:
+        if self.information not in INFORMATION:
+            raise ValueError(f"information: {self.information!r} is not one of {', '.join(INFORMATION)}")
+
+    @cached_property
+    def planned(self) -> Bounds:
+        """The bounds at the planned fractions, runs / most runs: the design's own figures (expected runs)."""
+        return design_bounds([n / self.looks[-1] for n in self.looks], self.alpha, self.spending, self.futility_drift)
+
+    def fractions(self, results: Sequence) -> list[float]:
+        """The information fraction of each analysed look (``results[k]``: the run-level test at ``looks[k]``, with
+        a ``variance(runs, runs)`` method for ``variance``).
+
+        ``runs``: ``n_k / N``. ``variance``: ``Var_k(D_N) / Var_k(D_{n_k})``, the variance the difference would have
+        at the most runs ``N`` over its variance now, both from look k's own variance components (the information
+        is the inverse variance; the last look's fraction is 1). Where runs only shift this is ``n_k / N``; where a
+        query x configuration term dominates, more runs add little information and the fraction is near 1, so
+        the bounds spend the alpha the looks can use (with ``runs`` such designs are conservative: 0.024 for Pocock
+        with 4 looks, docs/compare.md). Each fraction is at least ``n_k / N`` and rises by at least ``GAP``.
+        """
+        most, last = self.looks[-1], len(self.looks) - 1
+        found: list[float] = []
+        for k, r in enumerate(results[: len(self.looks)]):
+            runs = self.looks[k] / most
+            if self.information == "runs" or k == last:
+                found.append(1.0 if k == last else runs)
+                continue
+            now = r.se**2
+            t = r.variance(most, most) / now if now > 0 else runs
+            found.append(min(max(t, runs, found[-1] + GAP if found else 0.0), 1 - GAP * (last - k)))
+        return found
+
+    def bounds(self, results: Sequence) -> Bounds:
+        """The bounds of the analysed looks: the planned ones (``runs``), or at the measured fractions."""
+        if self.information == "runs":
+            return self.planned
+        return design_bounds(self.fractions(results), self.alpha, self.spending, self.futility_drift)
 
 
 def alternative_drift(alpha: float, power: float) -> float:
@@ -225,6 +286,7 @@ class Look:
     """One analysis: the run-level test on the runs so far, against the look's bounds as nominal levels."""
 
     runs: int
+    fraction: float  # its information fraction (Design.fractions)
     diff: float
     se: float
     df: float
@@ -253,12 +315,14 @@ def equivalent_z(diff: float, p: float) -> float:
     return math.copysign(float(special.ndtri(1 - max(p, 1e-300) / 2)), diff if diff != 0 else 1.0)
 
 
-def sequential_test(results: Sequence, looks: Sequence[int], bounds: Bounds, estimate: bool = True) -> Outcome:
-    """Walk the looks: ``results[k]`` is the run-level test (``diff``, ``se``, ``df``, ``p``) on the first
-    ``looks[k]`` runs a side. Stops at the first efficacy or futility decision, or at the last look; with fewer
-    results than looks and no decision, the outcome is ``continue``. ``estimate=False`` leaves out the
-    median-unbiased estimate and its interval (the stage-wise p stays): what a calibration of many thousand
-    replicates needs."""
+def sequential_test(results: Sequence, design: Design, estimate: bool = True) -> Outcome:
+    """Walk the looks: ``results[k]`` is the run-level test (``diff``, ``se``, ``df``, ``p``, and ``variance(n, m)``
+    for ``information: variance``) on the first ``design.looks[k]`` runs a side. Stops at the first efficacy or futility
+    decision, or at the last look; with fewer results than looks and no decision, the outcome is ``continue``.
+    ``estimate=False`` leaves out the median-unbiased estimate and its interval (the stage-wise p stays): what a
+    calibration of many thousand replicates needs."""
+    looks = design.looks
+    bounds = design.bounds(results)
     nominal = bounds.nominal_p()
     futility = [float(2 * special.ndtr(-b)) for b in bounds.futility] if bounds.futility else None
     analysed: list[Look] = []
@@ -271,7 +335,7 @@ def sequential_test(results: Sequence, looks: Sequence[int], bounds: Bounds, est
             decision = "futility"
         else:
             decision = "none" if last else "continue"
-        analysed.append(Look(looks[k], r.diff, r.se, r.df, r.p, nominal[k], None if last or futility is None
+        analysed.append(Look(looks[k], bounds.fractions[k], r.diff, r.se, r.df, r.p, nominal[k], None if last or futility is None
                              else futility[k], (r.diff - half, r.diff + half), decision))  # fmt: skip
         if decision != "continue" and not estimate:
             upper = _upper_ordering(bounds, k, equivalent_z(r.diff, r.p), 0.0)
