@@ -7,10 +7,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh  # the pinned environment, with BIDIR_MINILM set
+complete() {  # the one definition of a complete experiment (Experiment.complete), as bidir results-page uses it
+  python -c 'import sys; from bidir_cli.experiment.cells import Experiment
+sys.exit(0 if Experiment(*sys.argv[1:]).complete() else 1)' "$1" "$2"
+}
 experiments=() runs=() pairs=()
 for name in static static-negatives transformer gpu static-8192; do
   experiments+=("configs/experiments/$name.yaml=docs/experiments/$name")
-  if [ -f "docs/experiments/$name/summary.json" ]; then
+  # An unfinished experiment's summary.json is an interim report (a sequential one's looks so far): its figures
+  # enter the sections only once it is complete; the page lists it as running.
+  if [ -d "docs/experiments/$name/runs" ] && complete "configs/experiments/$name.yaml" "docs/experiments/$name"; then
     runs+=(--runs "docs/experiments/$name")
     pairs+=("configs/experiments/$name.yaml=docs/experiments/$name")
   fi
