@@ -172,7 +172,11 @@ def _dataset_lines(suite: str, comparison: dict[str, Any], baseline: str) -> lis
 
 def _summary_lines(folder: Path, summary: Summary) -> list[str]:
     """One experiment in the page's summary: its size, its verdicts, its confirmation, its cost per run."""
-    md = [f"**{summary.experiment}** (`{summary.file}`, {len(summary.seeds)} seeds per arm; report below):", ""]
+    seeds = f"{len(summary.seeds)} seeds per arm"
+    if summary.sequential:  # the runs its looks used, of the most it could have
+        used = max((arm["looks"][-1]["runs"] for arm in summary.sequential["arms"].values() if arm["looks"]), default=0)
+        seeds = f"a sequential design: {used} of at most {len(summary.seeds)} runs per arm"
+    md = [f"**{summary.experiment}** (`{summary.file}`, {seeds}; report below):", ""]
     md += [f"- **read first**: {x}" for x in summary.limitations]
     if summary.seeds_vary:
         md += [f"- {summary.seeds_vary}"]

@@ -19,6 +19,7 @@ from ..runs.train_log import TrainLog
 from .cells import Cell, Experiment, meta_or_none
 from .comparisons import comparisons, verdict_lines
 from .design import DESIGN_HASH_VERSION, design, design_hash, design_status
+from .identity import portable
 from .records import PLAN_HASH_VERSION, ConfirmationRecord, PlanRecord, Summary
 from .selection_report import selection_table
 
@@ -113,7 +114,7 @@ def beside_lines(exp: Experiment, tests: dict[str, Comparison]) -> list[str]:
     arms = [a for a in exp.spec.arms if a in other.arms]
     header = " | ".join(f"{a} (here) | {a} ({other.experiment})" for a in arms)
     lines = [f"### Beside experiment {other.experiment}", "",
-             f"The same datasets of `{suite}` in `{exp.spec.beside}` (its mean over its seeds; its own mean row "
+             f"The same datasets of `{suite}` in `{portable(exp.spec.beside, exp.root)}` (its mean over its seeds; its own mean row "
              f"covers its own datasets, so it is left out):", "", f"| dataset | {header} |",
              "|---|" + "---:|" * (2 * len(arms))]  # fmt: skip
     for dataset in comparison.datasets:
@@ -196,8 +197,11 @@ def write_report(exp: Experiment) -> Summary:
         plan={k: v for k, v in recorded.to_dict().items() if k != "design"}
         | {"plan_hash_now": plan_hash(exp), "design_now": status, "design_changes": changes},
     )  # fmt: skip
+    seeds = f"{len(exp.spec.seed_list)} seeds per arm ({', '.join(map(str, exp.spec.seed_list))})"
+    if exp.spec.sequential:
+        seeds = f"at most {seeds[:-1]}, run in order up to the look the sequential design stops at)"
     md = [f"# Experiment {exp.spec.name}", "", f"`{exp.path}`: arms {', '.join(exp.spec.arms)} (baseline "
-          f"{exp.spec.baseline}), {len(exp.spec.seed_list)} seeds per arm ({', '.join(map(str, exp.spec.seed_list))}), "
+          f"{exp.spec.baseline}), {seeds}, "
           f"{exp.threads} CPU threads per {cell_shape(exp, done)}. {what_seeds_vary(exp, cells)}".rstrip(), ""]  # fmt: skip
     if missing:
         md += [f"**Incomplete**: {len(missing)} cell(s) missing: {', '.join(missing)}. The numbers below use the "

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..compare.comparison import ALPHA, POWER
 from ..compare.stats.sequential import alternative_drift, equivalent_z, expected_runs
+from .identity import portable
 from .sequential import ArmState, analyse, design
 
 SPENDING_NAMES = {"obrien-fleming": "O'Brien-Fleming-type", "pocock": "Pocock-type"}
@@ -49,7 +50,7 @@ def section(exp, chosen: dict, folder: Path) -> tuple[list[str], dict[str, Any],
           + (f", a non-binding beta-spending futility bound for a difference of {exp.spec.target_diff:g} at the "
              f"design's {POWER:.0%} power" if futility else ", no futility bound")
           + ". The primary comparison, fixed in the plan: each arm against the baseline on the mean row of "
-          f"`{exp.suites[0]}`. Runs per arm expected from the design: {null_runs:.1f} under no difference, "
+          f"`{portable(exp.suites[0], exp.root)}`. Runs per arm expected from the design: {null_runs:.1f} under no difference, "
           f"{target_runs:.1f} under the target difference (if {seq.looks[-1]} runs give it {POWER:.0%} power), "
           f"against {seq.looks[-1]} for the fixed design. The bounds apply to the run-level t statistic as nominal "
           "levels (its p-value against the bound's); a partial look is never analysed.", ""]  # fmt: skip
