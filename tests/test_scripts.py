@@ -66,10 +66,17 @@ def test_the_readme_table_is_generated_and_every_figure_of_what_we_found_is_on_t
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## What we found", 1)[1].split("\n## ", 1)[0]
-    folders = [ROOT / "docs" / "experiments" / name for name in ("static", "static-negatives", "transformer")]
+    names = ("static", "static-negatives", "transformer", "static-8192")
+    folders = [ROOT / "docs" / "experiments" / name for name in names]
     table = headline_table(folders, "docs/results.md")
     assert section.split(TABLE_START + "\n")[1].split(TABLE_END)[0] == "\n".join(table) + "\n"
-    assert len(table) == 2 + 4  # header, rule, one row per trained arm
+    assert len(table) == 2 + 5  # header, rule, one row per trained arm
+    # The sequential experiment's row: its stage-wise figures at the stop and the runs used of the most.
+    summary = json.loads((folders[-1] / "summary.json").read_text())
+    stop = summary["sequential"]["arms"]["mnbrl"]
+    row = table[-1].split(" | ")
+    assert row[2] == f"{stop['looks'][-1]['runs']} of {len(summary['seeds'])}"
+    assert row[3] == f"{stop['estimate']:+.4f} [{stop['ci'][0]:+.4f}, {stop['ci'][1]:+.4f}] (sequential, stage-wise)"
 
     sections = [ROOT / "docs" / "experiments" / f"{name}.md" for name in ("proposal", "reading")]
     page = results_page(folders, "Results", sections, page_dir=ROOT / "docs")

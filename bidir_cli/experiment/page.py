@@ -104,7 +104,8 @@ def headline_table(dirs: list[Path], page: str) -> list[str]:
     """One row per trained arm of each experiment against its baseline, on the first test suite and the first
     held-out suite (its confirmation): the mean difference, its interval and p, from each summary.json. The
     experiment's name links to its report on the page (``page``: the page's path from where the table is shown,
-    empty on the page itself)."""
+    empty on the page itself). A sequential experiment's arm that stopped shows its stage-wise figures on the test
+    suite (the median-unbiased difference, its stage-wise interval and p) and the runs it used of the most."""
     lines = ["| experiment | difference | runs per arm | mean nDCG@10 difference [95% CI] | p | held out: difference "
              "[95% CI] | p |", "|---|---|---:|---|---:|---|---:|"]  # fmt: skip
 
@@ -119,9 +120,15 @@ def headline_table(dirs: list[Path], page: str) -> list[str]:
         runs = {c["name"]: c["runs"] for c in comparison["columns"]}
         for arm in (a for a in summary.arms if a != summary.baseline):
             test, p = figures(comparison, arm)
+            used = str(runs[arm])
+            stopped = (summary.sequential or {}).get("arms", {}).get(arm)
+            if stopped and stopped["estimate"] is not None:
+                low, high = stopped["ci"]
+                test = f"{stopped['estimate']:+.4f} [{low:+.4f}, {high:+.4f}] (sequential, stage-wise)"
+                p, used = f"{stopped['p']:.3g}", f"{used} of {len(summary.seeds)}"
             held, held_p = figures(held_out, arm) if held_out else ("not run", "")
             name = summary.experiment
-            lines.append(f"| [{name}]({page}#experiment-{name}) | {arm} - {summary.baseline} | {runs[arm]} | "
+            lines.append(f"| [{name}]({page}#experiment-{name}) | {arm} - {summary.baseline} | {used} | "
                          f"{test} | {p} | {held} | {held_p} |")  # fmt: skip
     return lines
 
@@ -153,8 +160,9 @@ def relink(text: str, source_dir: Path, page_dir: Path) -> str:
     return LINK.sub(move, text)
 
 
-def _dataset_lines(suite: str, comparison: dict[str, Any], baseline: str) -> list[str]:
-    """The trained arms' per-dataset differences that are significant, and whether they survive Holm's correction."""
+def _dataset_lines(suite: str, comparison: dict[str, Any], baseline: str, fixed: str = "") -> list[str]:
+    """The trained arms' per-dataset differences that are significant, and whether they survive Holm's correction
+    (``fixed``: a label for a sequential experiment's, which treat the runs as fixed in advance)."""
     lines = []
     for arm in (c["name"] for c in comparison["columns"] if c["name"] not in (baseline, "base")):
         found = [(row["name"], row["differences"][arm]) for row in comparison["rows"] if row["name"] != MEAN
@@ -165,7 +173,8 @@ def _dataset_lines(suite: str, comparison: dict[str, Any], baseline: str) -> lis
             for name, d in found
         )
         lines.append(
-            f"- on `{suite}`, {arm} vs {baseline} per dataset (p <= {comparison['alpha']}): {described or 'none'}"
+            f"- on `{suite}`, {fixed}{arm} vs {baseline} per dataset (p <= {comparison['alpha']}): "
+            f"{described or 'none'}"
         )
     return lines
 
@@ -184,7 +193,8 @@ def _summary_lines(folder: Path, summary: Summary) -> list[str]:
         md += [f"- **incomplete**: {len(summary.missing)} cell(s) missing; the numbers use the completed cells"]
     for suite, lines in summary.verdicts.items():
         md += [f"- on `{suite}`: {line}" for line in lines]
-        md += _dataset_lines(suite, summary.comparisons[suite], summary.baseline)
+        fixed = "fixed-design figures, " if summary.sequential else ""
+        md += _dataset_lines(suite, summary.comparisons[suite], summary.baseline, fixed)
     confirmation = summary.confirmation
     if confirmation:
         for suite, lines in confirmation["verdicts"].items():
