@@ -41,8 +41,9 @@ def section(exp, chosen: dict, folder: Path) -> tuple[list[str], dict[str, Any],
     null_runs = expected_runs(plan.planned, seq.looks, 0.0)
     target_runs = expected_runs(plan.planned, seq.looks, alternative_drift(plan.alpha, POWER))
     information = (f"the variance of the difference at {seq.looks[-1]} runs over its variance at the look, both from "
-                   "the look's variance components; the expected runs below take runs / "
-                   f"{seq.looks[-1]}" if by_variance else f"runs / {seq.looks[-1]}")  # fmt: skip
+                   f"the look's variance components, for the looks' correlation; alpha is spent at runs / "
+                   f"{seq.looks[-1]}, and the expected runs below take that too" if by_variance
+                   else f"runs / {seq.looks[-1]}")  # fmt: skip
     md = ["## Sequential design", "",
           f"Looks at {', '.join(map(str, seq.looks))} runs per arm (information fraction: {information}), "
           f"{SPENDING_NAMES[seq.spending]} alpha spending at {ALPHA:g} two-sided"

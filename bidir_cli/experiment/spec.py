@@ -110,7 +110,8 @@ class SequentialConfig(Section):
     """A non-binding futility bound (beta spending for target_diff at the design's 80% power), or none."""
     information: Literal["runs", "variance"] = "runs"
     """A look's information fraction: runs / most runs, or from the look's variance components (the difference's
-    variance at the most runs over its variance now; for data where query sampling dominates, and for Pocock)."""
+    variance at the most runs over its variance now), which sets how the looks' statistics are correlated while
+    alpha is still spent at runs / most runs; for data where query sampling dominates, and for Pocock."""
 
 
 class StageResources(Section):

@@ -3,7 +3,7 @@
 At look k of K the standardized statistic ``Z_k`` has seen the information fraction ``t_k``: runs at the look over
 the most runs, pre-registered (``information: runs``), or the variance the difference would have at the most runs
 over its variance at the look, both from the look's own variance components (``information: variance``, see
-:meth:`Design.fractions`). Under a drift ``theta`` (``E[Z_k] = theta sqrt(t_k)``) the statistics form a
+:meth:`Design.fractions`; the spending functions then still spend at runs / most runs, :meth:`Design.bounds`). Under a drift ``theta`` (``E[Z_k] = theta sqrt(t_k)``) the statistics form a
 Brownian motion observed at the fractions: ``S_k = Z_k sqrt(t_k)`` has independent normal increments of variance
 ``t_k - t_{k-1}`` and mean ``theta (t_k - t_{k-1})``.
 
@@ -120,13 +120,19 @@ class _Walk:
         self.points, self.weights, self.fraction = grid, rule * (density @ weights), fraction
 
 
-def efficacy_bounds(fractions: Sequence[float], alpha: float = 0.05, spending: str = "obrien-fleming") -> list[float]:
+def efficacy_bounds(
+    fractions: Sequence[float], alpha: float = 0.05, spending: str = "obrien-fleming",
+    spend_at: Sequence[float] | None = None,
+) -> list[float]:  # fmt: skip
     """Two-sided symmetric efficacy bounds (Z scale) that spend ``alpha`` by ``spending`` over ``fractions``; a
-    prefix of the looks (last fraction below 1) gives the bounds of those looks, which never depend on later ones."""
+    prefix of the looks (last fraction below 1) gives the bounds of those looks, which never depend on later ones.
+    ``spend_at``: the spending function's times, when they are not the information fractions (the statistics'
+    correlations are always the fractions')."""
     fractions = _checked(fractions, whole=False)
+    times = fractions if spend_at is None else [float(x) for x in spend_at]
     walk, bounds, before = _Walk(0.0), [], 0.0
-    for t in fractions:
-        target = spent(alpha, t, spending) - before
+    for t, at in zip(fractions, times, strict=True):
+        target = spent(alpha, at, spending) - before
         bound = optimize.brentq(lambda c, t=t, g=target: sum(walk.outside(t, -c, c)) - g, 0.0, 40.0, xtol=1e-10)
         bounds.append(float(bound))
         before += target
@@ -136,18 +142,19 @@ def efficacy_bounds(fractions: Sequence[float], alpha: float = 0.05, spending: s
 
 def futility_bounds(
     fractions: Sequence[float], efficacy: Sequence[float], drift: float, beta: float = 0.2,
-    spending: str = "obrien-fleming",
+    spending: str = "obrien-fleming", spend_at: Sequence[float] | None = None,
 ) -> list[float]:  # fmt: skip
     """Inner bounds ``b_k`` (stop for futility when ``|Z_k| < b_k``) spending ``beta`` under ``drift`` (the target
     difference over the standard error at the most runs), never above the efficacy bound; ``b_K = c_K`` at the last
-    look (fraction 1); a prefix of the looks gives theirs."""
+    look (fraction 1); a prefix of the looks gives theirs. ``spend_at`` as for :func:`efficacy_bounds`."""
     fractions = _checked(fractions, whole=False)
+    times = fractions if spend_at is None else [float(x) for x in spend_at]
     walk, bounds, before = _Walk(drift), [], 0.0
-    for t, c in zip(fractions, efficacy, strict=True):
+    for t, at, c in zip(fractions, times, efficacy, strict=True):
         if t == 1.0:
             bounds.append(float(c))
             break
-        target = spent(beta, t, spending) - before
+        target = spent(beta, at, spending) - before
         if walk.inside(t, -c, c) <= target:
             bound = float(c)
         else:
@@ -174,12 +181,12 @@ def crossing(
 
 def design_bounds(
     fractions: Sequence[float], alpha: float = 0.05, spending: str = "obrien-fleming",
-    futility_drift: float | None = None, beta: float = 0.2,
+    futility_drift: float | None = None, beta: float = 0.2, spend_at: Sequence[float] | None = None,
 ) -> Bounds:  # fmt: skip
-    efficacy = efficacy_bounds(fractions, alpha, spending)
+    efficacy = efficacy_bounds(fractions, alpha, spending, spend_at)
     futility = None
     if futility_drift is not None:
-        futility = tuple(futility_bounds(fractions, efficacy, futility_drift, beta, spending))
+        futility = tuple(futility_bounds(fractions, efficacy, futility_drift, beta, spending, spend_at))
     return Bounds(tuple(_checked(fractions, whole=False)), tuple(efficacy), futility, alpha)
 
 
@@ -219,9 +226,10 @@ class Design:
         ``runs``: ``n_k / N``. ``variance``: ``Var_k(D_N) / Var_k(D_{n_k})``, the variance the difference would have
         at the most runs ``N`` over its variance now, both from look k's own variance components (the information
         is the inverse variance; the last look's fraction is 1). Where runs only shift this is ``n_k / N``; where a
-        query x configuration term dominates, more runs add little information and the fraction is near 1, so
-        the bounds spend the alpha the looks can use (with ``runs`` such designs are conservative: 0.024 for Pocock
-        with 4 looks, docs/compare.md). Each fraction is at least ``n_k / N`` and rises by at least ``GAP``.
+        query x configuration term dominates, more runs add little information, the fraction is near 1 and the
+        looks' statistics are nearly the same, which the later bounds then use (:meth:`bounds`; with ``runs`` such
+        designs are conservative: 0.024 for Pocock with 4 looks, docs/compare.md). Each fraction is at least
+        ``n_k / N`` and rises by at least ``GAP``.
         """
         most, last = self.looks[-1], len(self.looks) - 1
         found: list[float] = []
@@ -236,10 +244,16 @@ class Design:
         return found
 
     def bounds(self, results: Sequence) -> Bounds:
-        """The bounds of the analysed looks: the planned ones (``runs``), or at the measured fractions."""
+        """The bounds of the analysed looks: the planned ones (``runs``), or (``variance``) for statistics correlated
+        as the measured fractions say, still spending alpha (and beta) at runs / most runs. The spending times stay
+        the pre-registered ones, so what a look may spend never rides on a noisy estimate (at the first look the
+        bound is the planned one; measured with 3 runs, a spending time of ~0.9 let O'Brien-Fleming call 0.064 of
+        null experiments significant); only the later bounds use how much the looks share."""
         if self.information == "runs":
             return self.planned
-        return design_bounds(self.fractions(results), self.alpha, self.spending, self.futility_drift)
+        fractions = self.fractions(results)
+        spend_at = [n / self.looks[-1] for n in self.looks[: len(fractions)]]
+        return design_bounds(fractions, self.alpha, self.spending, self.futility_drift, spend_at=spend_at)
 
 
 def alternative_drift(alpha: float, power: float) -> float:
