@@ -3,9 +3,10 @@
 At look k of K the standardized statistic ``Z_k`` has seen the information fraction ``t_k``: runs at the look over
 the most runs, pre-registered (``information: runs``), or the variance the difference would have at the most runs
 over its variance at the look, both from the look's own variance components (``information: variance``, see
-:meth:`Design.fractions`; the spending functions then still spend at runs / most runs, :meth:`Design.bounds`). Under a drift ``theta`` (``E[Z_k] = theta sqrt(t_k)``) the statistics form a
-Brownian motion observed at the fractions: ``S_k = Z_k sqrt(t_k)`` has independent normal increments of variance
-``t_k - t_{k-1}`` and mean ``theta (t_k - t_{k-1})``.
+:meth:`Design.fractions`; the spending functions then still spend at runs / most runs, :meth:`Design.bounds`).
+Under a drift ``theta`` (``E[Z_k] = theta sqrt(t_k)``) the statistics form a Brownian motion observed at the
+fractions: ``S_k = Z_k sqrt(t_k)`` has independent normal increments of variance ``t_k - t_{k-1}`` and mean
+``theta (t_k - t_{k-1})``.
 
 * Efficacy (two-sided, symmetric): reject at look k when ``|Z_k| >= c_k``, with ``c_k`` chosen so that the chance
   of a first crossing at look k under no difference is ``alpha(t_k) - alpha(t_{k-1})``. Spending functions (Lan
