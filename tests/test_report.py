@@ -257,3 +257,19 @@ def test_the_results_page_lists_the_significant_datasets_with_their_holm_verdict
         "- on `s`, gte vs base per dataset (p <= 0.05): NanoNQ +0.0064 [+0.0010, +0.0120], p = 0.012, also after "
         "Holm's correction"
     )
+
+
+def test_report_commands_are_written_from_the_checkout_whatever_folder_they_ran_in():
+    """A cell's command in a report: paths inside the checkout or beside it (../shared) relative to its top, other
+    absolute paths as they are; every committed report's cell commands read so (they ran in /work/main here)."""
+    from bidir_cli.experiment.identity import portable_text
+
+    root = Path("/somewhere/checkout")
+    command = ('bidir train /somewhere/checkout/configs/a.yaml --set model.static.tokenizer="/somewhere/checkout/'
+               '.venv/m" --set data.path=/somewhere/shared/data/b --output-dir /tmp/out')  # fmt: skip
+    assert portable_text(command, root) == ('bidir train configs/a.yaml --set model.static.tokenizer=".venv/m" '
+                                            "--set data.path=../shared/data/b --output-dir /tmp/out")  # fmt: skip
+    docs = Path(__file__).resolve().parents[1] / "docs" / "experiments"
+    commands = [line for report in docs.glob("*/report.md") for line in report.read_text().splitlines()
+                if line.startswith("- `") and "`: `bidir train " in line]  # fmt: skip
+    assert len(commands) >= 30 and not [line for line in commands if "`: `bidir train /" in line]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,15 @@ def portable(value: Any, root: Path) -> Any:
     if isinstance(value, str) and value.startswith("/") and Path(value).is_relative_to(root.parent):
         return os.path.relpath(value, root)
     return value
+
+
+ABSOLUTE_PATH = re.compile(r"/[^\s\"'=,;]+")
+
+
+def portable_text(text: str, root: Path) -> str:
+    """A command line with every absolute path beside or inside the checkout ``root`` written relative to it (the
+    command as it reads from the checkout's top, whichever folder it was run in)."""
+    return ABSOLUTE_PATH.sub(lambda m: portable(m.group(0), root), text)
 
 
 def leaves(value: Any, at: str = "") -> dict[str, Any]:

@@ -19,7 +19,7 @@ from ..runs.train_log import TrainLog
 from .cells import Cell, Experiment, meta_or_none
 from .comparisons import comparisons, verdict_lines
 from .design import DESIGN_HASH_VERSION, design, design_hash, design_status
-from .identity import portable
+from .identity import portable, portable_text
 from .records import PLAN_HASH_VERSION, ConfirmationRecord, PlanRecord, Summary
 from .selection_report import selection_table
 
@@ -290,5 +290,6 @@ def _provenance(exp: Experiment, done: list[Cell], summary: Summary) -> list[str
           + ("" if PlanRecord.from_dict(summary.plan).hash_version == PLAN_HASH_VERSION else f", hash version {PLAN_HASH_VERSION}: not comparable") + "); it covers the code too, so it moves with every code change",
           f"- design hash (what decides the statistics: cells, suites, seeds, metric, target difference): {design_line(summary.plan)}",
           f"- command: `bidir experiment {exp.path}`", "", "Each cell's command:", ""]  # fmt: skip
-    md += [f"- `{c.name}`: `{' '.join(m.argv)}`" for c in done if (m := meta_or_none(exp.run_dir(c))) and m.argv]
+    md += [f"- `{c.name}`: `{portable_text(' '.join(m.argv), exp.root)}`" for c in done
+           if (m := meta_or_none(exp.run_dir(c))) and m.argv]  # fmt: skip
     return md + [""]
