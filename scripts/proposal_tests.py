@@ -2,7 +2,7 @@
 run-to-run variation that bidir's own experiments measured.
 
     python scripts/proposal_tests.py [--reference ../shared/reference/README.md] [--runs docs/experiments/static ...]
-        [--suite shared-eval] [--output FILE]
+        [--suite NAME] [--output FILE]
 
 The table (CMNBRL against CMNRL, one run each, NanoBEIR nDCG@10) has no per-query scores, so each dataset is one
 observation: the tests are the exact sign-flip test of the 13 differences (bidir's own, every one of the 8,192 sign
@@ -72,7 +72,12 @@ def untrained_against_baseline(folder: Path, suite: str) -> tuple[str, float, fl
     return (summary.baseline, base["diff"], base["p"]) if base else None
 
 
-def report(reference: Path, runs: list[Path], suite: str) -> str:
+def first_test_suite(folder: Path) -> str:
+    """The experiment's first test suite (its summary.json's first comparison), the one its verdict is about."""
+    return next(iter(Summary.load(folder / "summary.json").comparisons))
+
+
+def report(reference: Path, runs: list[Path], suite: str | None = None) -> str:
     table, (bidirectional, standard) = read_table(reference)
     diffs = np.array([b - s for b, s in table.values()])
     names = list(table)
@@ -110,8 +115,10 @@ def report(reference: Path, runs: list[Path], suite: str) -> str:
         + f"; the sign-flip test's p = {rows[0][1]:.2f} hinges on {largest}: without it, p = {rows[-1][1]:.2f}. The "
         "per-dataset rows (50 queries each) cannot be tested at all without per-query scores.",
     ]
-    measured = [(folder, sds) for folder in runs if (sds := run_sd(folder, suite))]
+    suites = {folder: suite or first_test_suite(folder) for folder in runs}
+    measured = [(folder, sds) for folder in runs if (sds := run_sd(folder, suites[folder]))]
     for folder, sds in measured:
+        suite = suites[folder]
         worst = max(sd for _, sd in sds.values())
         spread = math.sqrt(2) * worst
         described = "; ".join(f"{arm} {sd:.4f} over {n} runs" for arm, (n, sd) in sds.items())
@@ -150,7 +157,8 @@ def main() -> None:
     parser.add_argument(
         "--runs", type=Path, action="append", default=[], help="an experiment folder whose seeds give the run-to-run SD"
     )
-    parser.add_argument("--suite", default="shared-eval", help="the results file of each run to read")
+    parser.add_argument("--suite", help="the results file of each run to read (default: each experiment's first "
+                        "test suite)")  # fmt: skip
     parser.add_argument("--output", type=Path, help="write the markdown here (default: stdout)")
     args = parser.parse_args()
     text = report(args.reference, args.runs, args.suite)

@@ -57,6 +57,20 @@ def test_run_to_run_sd_is_the_seeded_runs_spread_read_from_the_raw_results_files
         assert len(values) == 8  # the plan's 8 seeds per loss
 
 
+@pytest.mark.skipif(not REFERENCE.is_file(), reason="../shared/reference is beside the repository only")
+def test_each_experiments_run_to_run_sd_is_read_on_its_own_first_test_suite():
+    """Without --suite, each experiment's spread is read on the suite its verdict is about: the batch-8192 tier's
+    test suite leaves SciFact out (its dev split shares the corpus), so its runs have no shared-eval results."""
+    script = load_script("proposal_tests")
+    folder = ROOT / "docs" / "experiments" / "static-8192"
+    assert script.first_test_suite(folder) == "shared-eval-no-scifact"
+    assert script.run_sd(folder, "shared-eval") == {}
+    sds = script.run_sd(folder, "shared-eval-no-scifact")
+    assert {arm: n for arm, (n, _) in sds.items()} == {"mnrl": 8, "mnbrl": 8}
+    text = script.report(REFERENCE, [folder])
+    assert f"from `{folder}` (mean nDCG@10 on `shared-eval-no-scifact`" in text and f"mnrl {sds['mnrl'][1]:.4f}" in text
+
+
 def test_the_readme_table_is_generated_and_every_figure_of_what_we_found_is_on_the_results_page():
     """README "What we found": its table is the one `bidir results-page` makes from the committed summaries, and
     each decimal of the section (table and caveats) is one of the numbers the page states outside that table (the
