@@ -383,9 +383,9 @@ def test_a_staged_selection_chooses_stage_by_stage_extends_edges_and_checks_the_
 
 
 def _chosen_name(exp, arm: str) -> str:
-    from bidir_cli.experiment.selection import chosen_cell
+    from bidir_cli.experiment.selection import walk
 
-    return chosen_cell(exp, arm).name
+    return walk(exp).picked[arm].name
 
 
 def test_beside_sets_an_earlier_experiments_figures_on_the_same_datasets_next_to_this_ones(tmp_path):

@@ -156,7 +156,7 @@ class Experiment:
             return []
         from .selection import walk
 
-        return walk(self)[0]
+        return walk(self).cells
 
     def chosen(self) -> dict[str, dict[str, Any]] | None:
         """Each arm's chosen values (every stage's), or None while a selection cell is incomplete."""
@@ -164,7 +164,7 @@ class Experiment:
             return {arm: {} for arm in self.spec.arms}
         from .selection import walk
 
-        return walk(self)[1]
+        return walk(self).chosen
 
     def test_cells(self) -> list[Cell]:
         """The seeded cells (empty while the selection is incomplete; with a sequential design, those up to each

@@ -108,6 +108,8 @@ def beside_lines(exp: Experiment, tests: dict[str, Comparison]) -> list[str]:
     from its committed summary.json: where the two differ in one pre-registered setting, the reader sees both."""
     if not exp.spec.beside or not tests:
         return []
+    from ..compare.render import comparison_dict
+
     other = Summary.load(Path(exp.spec.beside) / "summary.json")
     theirs = {row["name"]: row for rows in other.comparisons.values() for row in rows.get("rows", [])}
     suite, comparison = next(iter(tests.items()))
@@ -117,23 +119,17 @@ def beside_lines(exp: Experiment, tests: dict[str, Comparison]) -> list[str]:
              f"The same datasets of `{suite}` in `{portable(exp.spec.beside, exp.root)}` (its mean over its seeds; its own mean row "
              f"covers its own datasets, so it is left out):", "", f"| dataset | {header} |",
              "|---|" + "---:|" * (2 * len(arms))]  # fmt: skip
+    ours = {row["name"]: row for row in comparison_dict(comparison)["rows"]}
     for dataset in comparison.datasets:
         if dataset not in theirs:
             continue
         values = []
         for arm in arms:
-            mine = _cell_value(comparison, dataset, arm)
+            mine = ours[dataset]["cells"].get(arm, {}).get("value") if dataset in ours else None
             earlier = theirs[dataset]["cells"].get(arm, {}).get("value")
             values += [f"{v:.4f}" if v is not None else "-" for v in (mine, earlier)]
         lines.append(f"| {dataset} | " + " | ".join(values) + " |")
     return lines + [""]
-
-
-def _cell_value(comparison: Comparison, dataset: str, arm: str) -> float | None:
-    from ..compare.render import comparison_dict
-
-    row = next((r for r in comparison_dict(comparison)["rows"] if r["name"] == dataset), None)
-    return row["cells"].get(arm, {}).get("value") if row else None
 
 
 def design_line(plan: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ stage (as before stages existed) and ``select<s>-<arm>-<i>`` for stage s of seve
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -30,11 +31,23 @@ def extended(values: list[Any], chosen: Any) -> Any | None:
     return int(value) if all(isinstance(v, int) for v in values) and float(value).is_integer() else value
 
 
-def walk(exp) -> tuple[list, dict[str, dict[str, Any]] | None]:
-    """(every selection cell that exists so far, each arm's chosen values or None while undecided)."""
+@dataclass(frozen=True)
+class Selection:
+    """Where the selection stands: every cell that exists so far; once every stage is decided, each arm's chosen
+    values and the cell they came from (the best of the last stage that chose for the arm: the baseline's cell
+    where that stage is shared), else None."""
+
+    cells: list
+    chosen: dict[str, dict[str, Any]] | None
+    picked: dict[str, Any] | None
+
+
+def walk(exp) -> Selection:
+    """The selection, stage by stage, as far as its completed cells decide it."""
     select = exp.spec.select
     arms = list(exp.spec.arms)
     prior: dict[str, dict[str, Any]] = {arm: {} for arm in arms}
+    picked: dict[str, Any] = {}
     cells = []
     for s, stage in enumerate(select.all_stages, 1):
         keys = list(stage.grid)
@@ -45,24 +58,25 @@ def walk(exp) -> tuple[list, dict[str, dict[str, Any]] | None]:
             return exp._cell(_name(exp, s, arm, i), arm, select.seed, prior[arm] | combo, [select.suite], "select")
 
         stage_cells = {arm: [make(arm, i, combo) for i, combo in enumerate(combos, 1)] for arm in selecting}
-        choice = _choose(exp, stage_cells, keys)
-        if choice is not None and select.extend_edges:
+        best = _best(exp, stage_cells)
+        if best is not None and select.extend_edges:
             key = keys[0]
             for arm in selecting:
-                value = extended(stage.grid[key], choice[arm][key])
+                value = extended(stage.grid[key], best[arm].overrides[key])
                 if value is not None:
                     stage_cells[arm].append(make(arm, len(combos) + 1, {key: value}))
-            choice = _choose(exp, stage_cells, keys)
+            best = _best(exp, stage_cells)
         cells += [c for arm in selecting for c in stage_cells[arm]]
-        if choice is None:
-            return cells, None
-        prior = {arm: prior[arm] | choice[arm if arm in choice else exp.spec.baseline] for arm in arms}
-    return cells, prior
+        if best is None:
+            return Selection(cells, None, None)
+        picked = {arm: best[arm if arm in best else exp.spec.baseline] for arm in arms}
+        prior = {arm: prior[arm] | {k: picked[arm].overrides[k] for k in keys} for arm in arms}
+    return Selection(cells, prior, picked)
 
 
-def _choose(exp, stage_cells: dict[str, list], keys: list[str]) -> dict[str, dict[str, Any]] | None:
-    """Each selecting arm's best cell's values of ``keys`` (the first of equal scores), or None while one is pending."""
-    choice = {}
+def _best(exp, stage_cells: dict[str, list]) -> dict[str, Any] | None:
+    """Each selecting arm's best cell (the first of equal scores), or None while one is pending."""
+    best = {}
     for arm, cells in stage_cells.items():
         scored = []
         for cell in cells:
@@ -70,21 +84,5 @@ def _choose(exp, stage_cells: dict[str, list], keys: list[str]) -> dict[str, dic
             if result is None:
                 return None
             scored.append((result.mean[exp.spec.select.metric], cell))
-        best = max(scored, key=lambda pair: pair[0])[1]  # max keeps the first of equal scores
-        choice[arm] = {k: best.overrides[k] for k in keys}
-    return choice
-
-
-def chosen_cell(exp, arm: str):
-    """The selection cell whose values became ``arm``'s choice (in the last stage that chose for it), or None."""
-    cells, chosen = walk(exp)
-    if chosen is None:
-        return None
-    for stage_number in range(len(exp.spec.select.all_stages), 0, -1):
-        for cell in cells:
-            prefix = _name(exp, stage_number, cell.arm, 0).rsplit("-", 1)[0]
-            same = all(cell.overrides.get(k) == v for k, v in chosen[arm].items() if k in cell.overrides)
-            if cell.name.startswith(prefix + "-") and same and cell.arm in (arm, exp.spec.baseline):
-                if cell.arm == arm or exp.spec.select.all_stages[stage_number - 1].shared:
-                    return cell
-    return None
+        best[arm] = max(scored, key=lambda pair: pair[0])[1]  # max keeps the first of equal scores
+    return best

@@ -4,13 +4,12 @@ the untrained model on the development suite."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ..compare.comparison import Column
 from ..runs.rundir import RunDir
 from ..runs.settings import DEFAULT_SETTINGS
 from .cells import Cell, Experiment
-from .selection import chosen_cell, extended
+from .selection import extended, walk
 
 
 def selection_table(exp: Experiment) -> list[str]:
@@ -58,14 +57,15 @@ def selection_table(exp: Experiment) -> list[str]:
             + " | ".join("-" for _ in stages[-1].grid)
             + f" | {result.mean[select.metric]:.4f} | |"
         )
-        lines += ["", *_against_base(exp, base, chosen)]
+        lines += ["", *_against_base(exp, base)]
     return lines + floor_lines(exp)
 
 
 def floor_lines(exp: Experiment) -> list[str]:
     """Trained enough? The chosen setting of the floor's arm against the reference run on the development suite."""
     floor = exp.spec.select.floor
-    cell = chosen_cell(exp, floor.arm) if floor else None
+    picked = walk(exp).picked if floor else None
+    cell = picked[floor.arm] if picked else None
     if floor is None or cell is None or (mine := exp.result(cell, exp.spec.select.suite)) is None:
         return []
     from ..eval.suites import resolve_suite
@@ -82,7 +82,7 @@ def floor_lines(exp: Experiment) -> list[str]:
             f"{gap:+.4f}, floor {-floor.within:+.4f}: {verdict}."]  # fmt: skip
 
 
-def _against_base(exp: Experiment, base: Cell, chosen: dict[str, dict[str, Any]]) -> list[str]:
+def _against_base(exp: Experiment, base: Cell) -> list[str]:
     """Did training change the model? Each arm's chosen selection run against the untrained model on the
     development suite (one run each: the paired test over its queries, which covers query sampling only)."""
     from ..compare.build import build_comparison, load_source
@@ -91,16 +91,10 @@ def _against_base(exp: Experiment, base: Cell, chosen: dict[str, dict[str, Any]]
 
     suite = resolve_suite(exp.spec.select.suite).name
     columns = [Column("base", [load_source(exp.run_dir(base).path, suite, DEFAULT_SETTINGS)])]
-    seen = set()
-    for cell in exp.selection_cells():
-        picked = chosen_cell(exp, cell.arm) if cell.arm in chosen else None
-        if (
-            picked is not None
-            and picked.name == cell.name
-            and cell.name not in seen
-            and exp.result(cell, exp.spec.select.suite)
-        ):
-            seen.add(cell.name)
+    selection = walk(exp)
+    picked = {cell.name for cell in (selection.picked or {}).values()}
+    for cell in selection.cells:  # in the selection's order, each picked cell once
+        if cell.name in picked and exp.result(cell, exp.spec.select.suite):
             columns.append(
                 Column(f"{cell.arm} ({cell.name})", [load_source(exp.run_dir(cell).path, suite, DEFAULT_SETTINGS)])
             )
