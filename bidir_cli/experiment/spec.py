@@ -92,11 +92,6 @@ class SelectConfig(Section):
     def all_stages(self) -> list[SelectStage]:
         return self.stages if self.stages is not None else [SelectStage(grid=self.grid, shared=self.shared)]
 
-    @property
-    def keys(self) -> list[str]:
-        """Every key the selection chooses, in stage order."""
-        return [key for stage in self.all_stages for key in stage.grid]
-
 
 class SequentialConfig(Section):
     """A group-sequential design: the run-level test at pre-registered looks, against alpha-spending bounds, each

@@ -20,8 +20,8 @@ differences the test does not reject, so a significance mark and an interval nev
 
 :func:`compare_runs` picks the test and adds the power line: the smallest difference the
 comparison detects with 80% power (:func:`detectable_difference`) and the runs per side a target
-difference needs (:func:`runs_needed`). ``sequential.py`` holds the group-sequential boundaries (alpha and
-beta spending) that sequential experiments will apply to the run-level statistic at each look.
+difference needs (:func:`runs_needed`). ``sequential.py`` holds the group-sequential design (alpha and beta
+spending, the looks' information) that sequential experiments apply to the run-level statistic at each look.
 """
 
 from __future__ import annotations
