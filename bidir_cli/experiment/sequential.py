@@ -49,19 +49,20 @@ def analyse(exp, chosen: dict) -> dict[str, ArmState]:
     seq, plan = exp.spec.sequential, design(exp)
     suite, baseline = exp.suites[0], exp.spec.baseline
 
-    def cells(arm: str, runs: int) -> list:
-        return [exp._cell(f"{arm}-seed{s}", arm, s, chosen[arm], exp.suites, "test") for s in exp.spec.seed_list[:runs]]
+    def cells(arm: str) -> list:  # every seed's cell, in seed order: a look takes the first ones
+        return [exp._cell(f"{arm}-seed{s}", arm, s, chosen[arm], exp.suites, "test") for s in exp.spec.seed_list]
 
+    baseline_cells = cells(baseline)
     states = {}
     for arm in (a for a in exp.spec.arms if a != baseline):
-        results = []
+        arm_cells, results = cells(arm), []
         for runs in seq.looks:
-            needed = cells(arm, runs) + cells(baseline, runs)
+            needed = arm_cells[:runs] + baseline_cells[:runs]
             if any(exp.state(c) != "done" for c in needed):
                 break  # a look waits for every cell it needs: a partial look is never analysed
             comparison = next(iter(comparisons(exp, [suite], needed).values()))
             results.append(comparison.differences[MEAN][arm])
-            if sequential_test(results, plan).decision != "continue":
+            if sequential_test(results, plan, estimate=False).decision != "continue":  # the decision only
                 break
         outcome = sequential_test(results, plan)
         at = len(results) - 1 if outcome.decision != "continue" else len(results)
